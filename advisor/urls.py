@@ -1,0 +1,83 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from compliance import api as compliance_api
+from compliance import views as compliance_views
+from portfolios import api as portfolios_api
+from portfolios import views as portfolios_views
+from profiling import api as profiling_api
+from profiling import views as profiling_views
+
+from . import api, views
+
+api_patterns = [
+    path("me/", api.MeApi.as_view(), name="api-me"),
+    path("auth/token/", api.TokenApi.as_view(), name="api-token"),
+    path("questionnaire/", profiling_api.QuestionnaireApi.as_view(), name="api-questionnaire"),
+    path("profile/", profiling_api.ProfileApi.as_view(), name="api-profile"),
+    path("profile/history/", profiling_api.ProfileHistoryApi.as_view(), name="api-profile-history"),
+    path("model-portfolios/", portfolios_api.ModelPortfolioListApi.as_view(), name="api-model-portfolios"),
+    path("accounts/", portfolios_api.AccountListApi.as_view(), name="api-accounts"),
+    path("accounts/<int:pk>/", portfolios_api.AccountDetailApi.as_view(), name="api-account"),
+    path("accounts/<int:pk>/deposits/", portfolios_api.AccountDepositApi.as_view(), name="api-account-deposit"),
+    path("recommendations/", portfolios_api.RecommendationListApi.as_view(), name="api-recommendations"),
+    path("recommendations/<int:pk>/", portfolios_api.RecommendationDetailApi.as_view(), name="api-recommendation"),
+    path(
+        "recommendations/<int:pk>/approve/",
+        portfolios_api.RecommendationApproveApi.as_view(),
+        name="api-recommendation-approve",
+    ),
+    path(
+        "recommendations/<int:pk>/reject/",
+        portfolios_api.RecommendationRejectApi.as_view(),
+        name="api-recommendation-reject",
+    ),
+    path("pipeline-runs/", portfolios_api.PipelineRunListApi.as_view(), name="api-pipeline-runs"),
+    path("audit-events/", compliance_api.AuditEventListApi.as_view(), name="api-audit-events"),
+    path("audit-events/verify/", compliance_api.AuditVerifyApi.as_view(), name="api-audit-verify"),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path("signup/", views.signup, name="signup"),
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/password_reset/", auth_views.PasswordResetView.as_view(), name="password_reset"),
+    path("accounts/password_reset/done/", auth_views.PasswordResetDoneView.as_view(), name="password_reset_done"),
+    path(
+        "accounts/reset/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(),
+        name="password_reset_confirm",
+    ),
+    path("accounts/reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
+    path("profile/questionnaire/", profiling_views.questionnaire, name="questionnaire"),
+    path("profile/result/", profiling_views.result, name="profile-result"),
+    path("dashboard/", portfolios_views.dashboard, name="dashboard"),
+    path("my-accounts/<int:pk>/deposit/", portfolios_views.deposit, name="deposit"),
+    path("recommendations/<int:pk>/", portfolios_views.recommendation, name="recommendation"),
+    path(
+        "recommendations/<int:pk>/approve/",
+        portfolios_views.recommendation_decide,
+        {"decision": "approve"},
+        name="recommendation-approve",
+    ),
+    path(
+        "recommendations/<int:pk>/reject/",
+        portfolios_views.recommendation_decide,
+        {"decision": "reject"},
+        name="recommendation-reject",
+    ),
+    path("portfolios/models/", portfolios_views.model_portfolios, name="model-portfolios"),
+    path("advisor/queue/", portfolios_views.advisor_queue, name="advisor-queue"),
+    path("staff/investors/", views.staff_investors, name="staff-investors"),
+    path("staff/investors/<int:pk>/advisor/", views.staff_assign_advisor, name="staff-assign-advisor"),
+    path("staff/pipeline/", portfolios_views.pipeline_runs, name="staff-pipeline"),
+    path("staff/audit/", compliance_views.audit_log, name="staff-audit"),
+    path("api/", include(api_patterns)),
+    path("django-admin/", admin.site.urls),
+]

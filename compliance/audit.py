@@ -1,0 +1,97 @@
+"""Writing and verifying the audit log.
+
+``audit_record`` must run inside the transaction that makes the change it
+describes, so the change and its event commit or roll back together.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, models, transaction
+from django.utils import timezone
+
+from .chain import GENESIS_HASH, ChainBreak, event_hash, first_break
+from .models import AuditEvent
+
+# Any fixed 64-bit key: every writer of the chain takes the same lock.
+AUDIT_CHAIN_LOCK_KEY = 0x41554449545F4C4F  # "AUDIT_LO"
+
+
+class AuditOutsideTransactionError(RuntimeError):
+    pass
+
+
+def _hashed_fields(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "created_at": event.created_at.isoformat(),
+        "actor_id": event.actor_id,
+        "actor_label": event.actor_label,
+        "action": event.action,
+        "object_type": event.object_type,
+        "object_id": event.object_id,
+        "subject_id": event.subject_id,
+        "payload": event.payload,
+    }
+
+
+def _plain(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Decimals and dates become strings, so what is stored is exactly what is hashed."""
+    result: dict[str, Any] = json.loads(json.dumps(payload, cls=DjangoJSONEncoder))
+    return result
+
+
+def audit_record(
+    *,
+    actor: Any,
+    action: str,
+    obj: models.Model | None = None,
+    object_type: str = "",
+    object_id: str | int = "",
+    subject_id: int | None = None,
+    payload: Mapping[str, Any] | None = None,
+) -> AuditEvent:
+    """Append one event to the chain.
+
+    ``actor`` is a user or ``None`` for the system; ``subject_id`` is the investor the event is about.
+    """
+    if not connection.in_atomic_block:
+        raise AuditOutsideTransactionError("audit_record must run inside the transaction of the change")
+    if obj is not None:
+        object_type = obj._meta.label_lower
+        object_id = obj.pk
+    if connection.vendor == "postgresql":
+        # Serializes writers so two transactions never chain onto the same predecessor.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [AUDIT_CHAIN_LOCK_KEY])
+    # SQLite runs IMMEDIATE transactions (settings), which already serialize writers.
+    last = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first()
+    event = AuditEvent(
+        created_at=timezone.now(),
+        actor=actor,
+        actor_label=str(actor) if actor is not None else "system",
+        action=action,
+        object_type=object_type,
+        object_id=str(object_id),
+        subject_id=subject_id,
+        payload=_plain(payload or {}),
+        prev_hash=last or GENESIS_HASH,
+    )
+    event.hash = event_hash(event.prev_hash, _hashed_fields(event))
+    event.save(force_insert=True)
+    return event
+
+
+def _rows() -> Iterator[tuple[int, str, str, dict[str, Any]]]:
+    for event in AuditEvent.objects.order_by("id").iterator(chunk_size=5000):
+        yield event.pk, event.prev_hash, event.hash, _hashed_fields(event)
+
+
+def audit_verify() -> tuple[int, ChainBreak | None]:
+    """Recompute the whole chain; return the number of events and the first break, if any."""
+    count = AuditEvent.objects.count()
+    with transaction.atomic():
+        return count, first_break(_rows())

@@ -1,0 +1,39 @@
+"""Who may see and act on what, in one place for the portfolios app."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from advisor.models import Role, User
+
+from .models import Account, Recommendation
+
+
+def accounts_for(user: User) -> QuerySet[Account]:
+    """Investors see their own accounts, advisors their clients', admins all; anyone else none."""
+    accounts = Account.objects.select_related("owner")
+    if not user.is_authenticated or not user.is_active:
+        return accounts.none()
+    if user.role == Role.INVESTOR:
+        return accounts.filter(owner=user)
+    if user.role == Role.ADVISOR:
+        return accounts.filter(owner__advisor=user)
+    if user.role == Role.ADMIN:
+        return accounts
+    return accounts.none()
+
+
+def recommendations_for(user: User) -> QuerySet[Recommendation]:
+    return Recommendation.objects.filter(account__in=accounts_for(user)).select_related(
+        "account", "account__owner", "model_portfolio"
+    )
+
+
+def can_decide(user: User, recommendation: Recommendation) -> bool:
+    """Only the advisor assigned to the account's owner approves or rejects."""
+    return (
+        user.is_authenticated
+        and user.role == Role.ADVISOR
+        and recommendation.account.owner.advisor_id is not None
+        and recommendation.account.owner.advisor_id == user.pk
+    )

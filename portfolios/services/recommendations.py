@@ -1,0 +1,263 @@
+"""Advisor decisions on recommendations, and their execution by the paper broker."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from advisor.errors import InvalidInputError, InvalidStateError, NotAllowedError
+from advisor.models import User
+from compliance.audit import audit_record
+from compliance.models import Severity
+
+from ..access import can_decide
+from ..models import (
+    Account,
+    CashMovement,
+    CashMovementKind,
+    Fill,
+    Lot,
+    Order,
+    OrderStatus,
+    Recommendation,
+    RecommendationStatus,
+    TradeSide,
+)
+from ..rebalance import ZERO, buy_cash_effect, floor_shares, sell_cash_effect
+from ..selectors import cash_balances, market_date_latest, prices_as_of
+
+MAX_COMMENT = 2000
+
+
+def _locked(recommendation_id: int) -> Recommendation:
+    try:
+        return (
+            Recommendation.objects.select_for_update(of=("self",))
+            .select_related("account__owner")
+            .get(pk=recommendation_id)
+        )
+    except Recommendation.DoesNotExist:
+        raise NotAllowedError("No such recommendation.") from None
+
+
+def recommendation_approve(*, recommendation_id: int, advisor: User, comment: str = "") -> Recommendation:
+    """Approve a pending recommendation: its orders are created now and filled by a worker after commit."""
+    from ..tasks import execute_recommendation
+
+    comment = comment.strip()
+    if len(comment) > MAX_COMMENT:
+        raise InvalidInputError("Comment too long.", fields={"comment": f"At most {MAX_COMMENT} characters."})
+    with transaction.atomic():
+        recommendation = _locked(recommendation_id)
+        if not can_decide(advisor, recommendation):
+            raise NotAllowedError("Only the investor's assigned advisor can approve this recommendation.")
+        if recommendation.findings.filter(severity=Severity.BLOCK).exists():
+            raise InvalidStateError("Compliance blocked this recommendation; it cannot be approved.")
+        if recommendation.status != RecommendationStatus.PENDING:
+            raise InvalidStateError(f"This recommendation is {recommendation.get_status_display().lower()}.")
+        recommendation.status = RecommendationStatus.APPROVED
+        recommendation.decided_by = advisor
+        recommendation.decided_at = timezone.now()
+        recommendation.decision_comment = comment
+        recommendation.save(update_fields=["status", "decided_by", "decided_at", "decision_comment"])
+        orders = Order.objects.bulk_create(
+            [
+                Order(
+                    trade=trade,
+                    recommendation=recommendation,
+                    account=recommendation.account,
+                    asset_id=trade.asset_id,
+                    side=trade.side,
+                    quantity=trade.quantity,
+                    idempotency_key=f"rec-{recommendation.pk}-trade-{trade.pk}",
+                )
+                for trade in recommendation.trades.all()
+            ]
+        )
+        audit_record(
+            actor=advisor,
+            action="recommendation.approved",
+            obj=recommendation,
+            subject_id=recommendation.account.owner_id,
+            payload={"comment": comment, "orders": [o.idempotency_key for o in orders], "old_status": "pending"},
+        )
+        transaction.on_commit(lambda: execute_recommendation.delay(recommendation.pk))
+    return recommendation
+
+
+def recommendation_reject(*, recommendation_id: int, advisor: User, comment: str) -> Recommendation:
+    comment = comment.strip()
+    if not comment:
+        raise InvalidInputError("A reason is required.", fields={"comment": "Say why the recommendation is rejected."})
+    if len(comment) > MAX_COMMENT:
+        raise InvalidInputError("Comment too long.", fields={"comment": f"At most {MAX_COMMENT} characters."})
+    with transaction.atomic():
+        recommendation = _locked(recommendation_id)
+        if not can_decide(advisor, recommendation):
+            raise NotAllowedError("Only the investor's assigned advisor can reject this recommendation.")
+        if recommendation.status not in (RecommendationStatus.PENDING, RecommendationStatus.BLOCKED):
+            raise InvalidStateError(f"This recommendation is {recommendation.get_status_display().lower()}.")
+        old_status = recommendation.status
+        recommendation.status = RecommendationStatus.REJECTED
+        recommendation.decided_by = advisor
+        recommendation.decided_at = timezone.now()
+        recommendation.decision_comment = comment
+        recommendation.save(update_fields=["status", "decided_by", "decided_at", "decision_comment"])
+        audit_record(
+            actor=advisor,
+            action="recommendation.rejected",
+            obj=recommendation,
+            subject_id=recommendation.account.owner_id,
+            payload={"comment": comment, "old_status": old_status},
+        )
+    return recommendation
+
+
+def order_fill(*, order_id: int) -> Fill | None:
+    """Fill one order at the latest close, exactly once.
+
+    The order row is locked and its status checked inside the transaction; the
+    one-to-one ``Fill.order`` is the database's guarantee if two workers race.
+    Returns ``None`` when the order was already filled.
+    """
+    cost_rate: Decimal = settings.ADVISOR["TRADING_COST_RATE"]
+    try:
+        with transaction.atomic():
+            order = Order.objects.select_for_update().select_related("account", "asset").get(pk=order_id)
+            if order.status != OrderStatus.NEW:
+                return None
+            # Serializes every cash and lot change of the account.
+            Account.objects.select_for_update().get(pk=order.account_id)
+            market_date = market_date_latest()
+            assert market_date is not None
+            price, _ = prices_as_of(market_date)[order.asset_id]
+            lots = list(
+                Lot.objects.select_for_update()
+                .filter(account_id=order.account_id, asset_id=order.asset_id, quantity__gt=0)
+                .order_by("acquired_on", "id")
+            )
+            cash = cash_balances([order.account_id]).get(order.account_id, ZERO)
+            quantity = order.quantity
+            note = ""
+            if order.side == TradeSide.SELL:
+                held = sum((lot.quantity for lot in lots), ZERO)
+                if quantity > held:
+                    quantity, note = held, f"reduced from {order.quantity} to the {held} shares held"
+                gross, cost = sell_cash_effect(quantity, price, cost_rate)
+            else:
+                gross, cost = buy_cash_effect(quantity, price, cost_rate)
+                if gross + cost > cash:
+                    # The price moved since the proposal: buy what the cash allows.
+                    quantity = floor_shares((cash - Decimal("0.02")) / (price * (1 + cost_rate)))
+                    gross, cost = buy_cash_effect(quantity, price, cost_rate)
+                    note = f"reduced from {order.quantity} to {quantity} shares to fit the cash"
+            if quantity <= 0:
+                order.status = OrderStatus.CANCELLED
+                order.note = note or "nothing to trade"
+                order.save(update_fields=["status", "note"])
+                audit_record(
+                    actor=None,
+                    action="order.cancelled",
+                    obj=order,
+                    subject_id=order.account.owner_id,
+                    payload={"reason": order.note},
+                )
+                return None
+            fill = Fill.objects.create(
+                order=order, quantity=quantity, price=price, gross_amount=gross, cost=cost, market_date=market_date
+            )
+            if order.side == TradeSide.SELL:
+                remaining = quantity
+                for lot in lots:  # first in, first out
+                    take = min(lot.quantity, remaining)
+                    lot.quantity -= take
+                    remaining -= take
+                    lot.save(update_fields=["quantity"])
+                    if remaining == 0:
+                        break
+                movements = [CashMovement(account_id=order.account_id, kind=CashMovementKind.SELL, amount=gross, fill=fill)]
+            else:
+                Lot.objects.create(
+                    account_id=order.account_id,
+                    asset_id=order.asset_id,
+                    original_quantity=quantity,
+                    quantity=quantity,
+                    cost_per_share=((gross + cost) / quantity).quantize(Decimal("0.000001")),
+                    acquired_on=market_date,
+                    fill=fill,
+                )
+                movements = [CashMovement(account_id=order.account_id, kind=CashMovementKind.BUY, amount=-gross, fill=fill)]
+            if cost > 0:
+                movements.append(CashMovement(account_id=order.account_id, kind=CashMovementKind.FEE, amount=-cost, fill=fill))
+            for movement in movements:
+                movement.description = f"{order.side} {quantity} {order.asset.ticker} @ {price}"
+            CashMovement.objects.bulk_create(movements)
+            order.status = OrderStatus.FILLED
+            order.note = note
+            order.save(update_fields=["status", "note"])
+            cash_after = cash_balances([order.account_id])[order.account_id]
+            if cash_after < 0:
+                raise InvalidStateError(f"Order {order.pk} would leave cash at {cash_after}.")
+            audit_record(
+                actor=None,
+                action="order.filled",
+                obj=order,
+                subject_id=order.account.owner_id,
+                payload={
+                    "idempotency_key": order.idempotency_key,
+                    "side": order.side,
+                    "ticker": order.asset.ticker,
+                    "quantity": quantity,
+                    "price": price,
+                    "gross": gross,
+                    "cost": cost,
+                    "cash_after": cash_after,
+                    "note": note,
+                },
+            )
+            return fill
+    except IntegrityError:
+        # Another worker filled this order between our read and write.
+        if Fill.objects.filter(order_id=order_id).exists():
+            return None
+        raise
+
+
+def recommendation_execute(*, recommendation_id: int) -> Recommendation:
+    """Fill every open order (sells first, so their cash funds the buys); safe to run twice."""
+    recommendation = Recommendation.objects.get(pk=recommendation_id)
+    if recommendation.status == RecommendationStatus.EXECUTED:
+        return recommendation
+    if recommendation.status != RecommendationStatus.APPROVED:
+        raise InvalidStateError(f"Recommendation {recommendation_id} is {recommendation.status}, not approved.")
+    order_ids = list(
+        Order.objects.filter(recommendation_id=recommendation_id, status=OrderStatus.NEW)
+        .order_by("-side", "id")  # "sell" sorts after "buy": descending puts sells first
+        .values_list("id", flat=True)
+    )
+    for order_id in order_ids:
+        order_fill(order_id=order_id)
+    with transaction.atomic():
+        claimed = Recommendation.objects.filter(
+            pk=recommendation_id, status=RecommendationStatus.APPROVED
+        ).update(status=RecommendationStatus.EXECUTED, executed_at=timezone.now())
+        if claimed:
+            recommendation.refresh_from_db()
+            fills = Fill.objects.filter(order__recommendation_id=recommendation_id)
+            audit_record(
+                actor=None,
+                action="recommendation.executed",
+                obj=recommendation,
+                subject_id=Account.objects.values_list("owner_id", flat=True).get(pk=recommendation.account_id),
+                payload={
+                    "fills": fills.count(),
+                    "cancelled": Order.objects.filter(
+                        recommendation_id=recommendation_id, status=OrderStatus.CANCELLED
+                    ).count(),
+                },
+            )
+    recommendation.refresh_from_db()
+    return recommendation
