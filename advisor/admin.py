@@ -6,7 +6,7 @@ from django.contrib.auth.forms import UserCreationForm
 from .models import User
 
 
-class AdminUserCreationForm(UserCreationForm):  # type: ignore[type-arg]
+class AdminUserCreationForm(UserCreationForm):
     class Meta:
         model = User
         fields = ("email", "full_name", "role")
@@ -27,10 +27,12 @@ class UserAdmin(BaseUserAdmin):
         ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
-    add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "full_name", "role", "password1", "password2")}),)
+    add_fieldsets = (
+        (None, {"classes": ("wide",), "fields": ("email", "full_name", "role", "password1", "password2")}),
+    )
     readonly_fields = ("last_login", "date_joined")
 
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):  # type: ignore[no-untyped-def]
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
         field = super().formfield_for_foreignkey(db_field, request, **kwargs)
         if isinstance(field, forms.ModelChoiceField) and db_field.name == "advisor":
             field.queryset = User.objects.filter(role="advisor")

@@ -57,7 +57,7 @@ def signup(request: HttpRequest) -> HttpResponse:
 def _broker_reachable() -> tuple[bool, str]:
     url = settings.CELERY_BROKER_URL
     if url.startswith("filesystem://"):
-        folder = settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"]
+        folder = str(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
         ok = Path(folder).is_dir()
         return ok, "filesystem broker folder present" if ok else f"missing folder {folder}"
     from advisor.celery import app

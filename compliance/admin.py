@@ -5,7 +5,7 @@ from .models import AuditEvent, Finding
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class AuditEventAdmin(admin.ModelAdmin):
     """Read-only: the audit log is append-only, even for superusers."""
 
     list_display = ("id", "created_at", "actor_label", "action", "object_type", "object_id")
@@ -23,7 +23,7 @@ class AuditEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(Finding)
-class FindingAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class FindingAdmin(admin.ModelAdmin):
     list_display = ("recommendation", "rule_code", "severity", "message")
     list_filter = ("severity", "rule_code")
 

@@ -32,7 +32,9 @@ def first_break(events: Iterable[tuple[int, str, str, Mapping[str, Any]]]) -> Ch
     expected_prev = GENESIS_HASH
     for event_id, prev_hash, stored_hash, fields in events:
         if prev_hash != expected_prev:
-            return ChainBreak(event_id, "prev_hash does not match the previous event (an event was removed or reordered)")
+            return ChainBreak(
+                event_id, "prev_hash does not match the previous event (an event was removed or reordered)"
+            )
         if event_hash(prev_hash, fields) != stored_hash:
             return ChainBreak(event_id, "hash does not match the event's content (the event was altered)")
         expected_prev = stored_hash

@@ -44,9 +44,7 @@ class Severity(models.TextChoices):
 class Finding(models.Model):
     """The result of one compliance rule on one recommendation."""
 
-    recommendation = models.ForeignKey(
-        "portfolios.Recommendation", on_delete=models.CASCADE, related_name="findings"
-    )
+    recommendation = models.ForeignKey("portfolios.Recommendation", on_delete=models.CASCADE, related_name="findings")
     rule_code = models.CharField(max_length=64)
     severity = models.CharField(max_length=8, choices=Severity.choices)
     message = models.TextField()

@@ -109,7 +109,9 @@ class ConcentrationLimit(Rule):
         weight = (largest / total).quantize(Decimal("0.0001"))
         details = {"ticker": ticker, "weight": str(weight), "max_weight": str(self.max_weight)}
         if weight > self.max_weight:
-            return self._fail(f"{ticker} would be {weight:.2%} of the account, above the {self.max_weight:.0%} limit.", **details)
+            return self._fail(
+                f"{ticker} would be {weight:.2%} of the account, above the {self.max_weight:.0%} limit.", **details
+            )
         return self._pass(f"Largest position {ticker or '-'} at {weight:.2%} (limit {self.max_weight:.0%}).", **details)
 
 

@@ -12,8 +12,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from advisor.permissions import IsAdminRole, IsAdvisor, IsInvestor
 from advisor.models import User
+from advisor.permissions import IsAdminRole, IsAdvisor, IsInvestor
 
 from .access import accounts_for, recommendations_for
 from .models import Account, ModelPortfolio, PipelineRun, Recommendation
@@ -177,7 +177,9 @@ class DecisionInputSerializer(serializers.Serializer):
 class RecommendationApproveApi(APIView):
     permission_classes = [IsAdvisor]
 
-    @extend_schema(request=DecisionInputSerializer, responses=RecommendationSerializer, summary="Approve (assigned advisor)")
+    @extend_schema(
+        request=DecisionInputSerializer, responses=RecommendationSerializer, summary="Approve (assigned advisor)"
+    )
     def post(self, request: Request, pk: int) -> Response:
         rec = get_object_or_404(recommendations_for(request.user), pk=pk)  # type: ignore[arg-type]
         data = DecisionInputSerializer(data=request.data)
@@ -203,7 +205,17 @@ class RecommendationRejectApi(APIView):
 class PipelineRunSerializer(serializers.ModelSerializer):
     class Meta:
         model = PipelineRun
-        fields = ["id", "market_date", "status", "started_at", "finished_at", "optimization_run", "counts", "timings", "error"]
+        fields = [
+            "id",
+            "market_date",
+            "status",
+            "started_at",
+            "finished_at",
+            "optimization_run",
+            "counts",
+            "timings",
+            "error",
+        ]
 
 
 class PipelineRunListApi(generics.ListAPIView):

@@ -10,10 +10,21 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-MONEY = {"max_digits": 18, "decimal_places": 2}
-QUANTITY = {"max_digits": 20, "decimal_places": 6}
-PRICE = {"max_digits": 18, "decimal_places": 6}
-WEIGHT = {"max_digits": 9, "decimal_places": 6}
+
+def money_field() -> models.DecimalField:
+    return models.DecimalField(max_digits=18, decimal_places=2)
+
+
+def quantity_field() -> models.DecimalField:
+    return models.DecimalField(max_digits=20, decimal_places=6)
+
+
+def price_field() -> models.DecimalField:
+    return models.DecimalField(max_digits=18, decimal_places=6)
+
+
+def weight_field() -> models.DecimalField:
+    return models.DecimalField(max_digits=9, decimal_places=6)
 
 
 class AssetClassKind(models.TextChoices):
@@ -56,7 +67,7 @@ class Price(models.Model):
 
     asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="prices")
     date = models.DateField()
-    close = models.DecimalField(**PRICE)
+    close = price_field()
 
     class Meta:
         constraints = [
@@ -125,7 +136,7 @@ class ModelPortfolio(models.Model):
 class ModelPortfolioWeight(models.Model):
     portfolio = models.ForeignKey(ModelPortfolio, on_delete=models.CASCADE, related_name="weights")
     asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="+")
-    weight = models.DecimalField(**WEIGHT)
+    weight = weight_field()
 
     class Meta:
         ordering = ["-weight"]
@@ -133,6 +144,9 @@ class ModelPortfolioWeight(models.Model):
             models.UniqueConstraint(fields=["portfolio", "asset"], name="one_weight_per_asset"),
             models.CheckConstraint(condition=Q(weight__gt=0, weight__lte=1), name="weight_in_0_1"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.asset_id}: {self.weight}"
 
 
 class AccountType(models.TextChoices):
@@ -165,7 +179,7 @@ class CashMovement(models.Model):
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="cash_movements")
     kind = models.CharField(max_length=16, choices=CashMovementKind.choices)
-    amount = models.DecimalField(**MONEY)
+    amount = money_field()
     created_at = models.DateTimeField(auto_now_add=True)
     fill = models.ForeignKey("Fill", null=True, blank=True, on_delete=models.PROTECT, related_name="cash_movements")
     description = models.CharField(max_length=200, blank=True)
@@ -182,15 +196,18 @@ class CashMovement(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount}"
+
 
 class Lot(models.Model):
     """A tax lot: shares bought together, with their cost; ``quantity`` is what remains."""
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="lots")
     asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="+")
-    original_quantity = models.DecimalField(**QUANTITY)
-    quantity = models.DecimalField(**QUANTITY)
-    cost_per_share = models.DecimalField(**PRICE)
+    original_quantity = quantity_field()
+    quantity = quantity_field()
+    cost_per_share = price_field()
     acquired_on = models.DateField()
     fill = models.ForeignKey("Fill", on_delete=models.PROTECT, related_name="lots")
 
@@ -202,6 +219,9 @@ class Lot(models.Model):
                 condition=Q(quantity__lte=models.F("original_quantity")), name="lot_quantity_at_most_original"
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"lot {self.pk}: {self.quantity} of asset {self.asset_id} at {self.cost_per_share}"
 
 
 class PipelineRun(models.Model):
@@ -247,9 +267,9 @@ class Recommendation(models.Model):
     triggers = models.JSONField(default=list)
     drift = models.JSONField(default=list)
     explanation = models.TextField()
-    total_value = models.DecimalField(**MONEY)
-    cash_before = models.DecimalField(**MONEY)
-    estimated_cost = models.DecimalField(**MONEY)
+    total_value = money_field()
+    cash_before = money_field()
+    estimated_cost = money_field()
     created_at = models.DateTimeField(auto_now_add=True)
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -280,14 +300,17 @@ class Trade(models.Model):
     recommendation = models.ForeignKey(Recommendation, on_delete=models.CASCADE, related_name="trades")
     asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="+")
     side = models.CharField(max_length=4, choices=TradeSide.choices)
-    quantity = models.DecimalField(**QUANTITY)
-    price = models.DecimalField(**PRICE)
-    amount = models.DecimalField(**MONEY)
-    cash_effect = models.DecimalField(**MONEY)
+    quantity = quantity_field()
+    price = price_field()
+    amount = money_field()
+    cash_effect = money_field()
 
     class Meta:
         ordering = ["-side", "id"]  # sells first
         constraints = [models.CheckConstraint(condition=Q(quantity__gt=0), name="trade_quantity_positive")]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.quantity} of asset {self.asset_id}"
 
 
 class OrderStatus(models.TextChoices):
@@ -302,7 +325,7 @@ class Order(models.Model):
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="orders")
     asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="+")
     side = models.CharField(max_length=4, choices=TradeSide.choices)
-    quantity = models.DecimalField(**QUANTITY)
+    quantity = quantity_field()
     idempotency_key = models.CharField(max_length=64, unique=True)
     status = models.CharField(max_length=16, choices=OrderStatus.choices, default=OrderStatus.NEW)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -311,18 +334,24 @@ class Order(models.Model):
     class Meta:
         ordering = ["id"]
 
+    def __str__(self) -> str:
+        return f"order {self.idempotency_key} ({self.status})"
+
 
 class Fill(models.Model):
     """The paper broker's execution of an order: at most one per order."""
 
     order = models.OneToOneField(Order, on_delete=models.PROTECT, related_name="fill")
-    quantity = models.DecimalField(**QUANTITY)
-    price = models.DecimalField(**PRICE)
-    gross_amount = models.DecimalField(**MONEY)
-    cost = models.DecimalField(**MONEY)
+    quantity = quantity_field()
+    price = price_field()
+    gross_amount = money_field()
+    cost = money_field()
     market_date = models.DateField()
     filled_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["id"]
         constraints = [models.CheckConstraint(condition=Q(quantity__gt=0), name="fill_quantity_positive")]
+
+    def __str__(self) -> str:
+        return f"fill of order {self.order_id}: {self.quantity} @ {self.price}"

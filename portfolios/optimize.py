@@ -66,7 +66,8 @@ class MeanVarianceProblem:
         objective = cp.Maximize(self.scaled_mu @ self.weights - 0.5 * cp.sum_squares(self.chol_t @ self.weights))
         constraints = [cp.sum(self.weights) == 1, self.weights >= 0, self.weights <= self.upper]
         self.problem = cp.Problem(objective, constraints)
-        assert self.problem.is_dpp()
+        if not self.problem.is_dpp():  # would silently re-canonicalize on every solve
+            raise OptimizationError("The mean-variance problem is not DPP.")
 
     def solve(self, mu: np.ndarray, sigma: np.ndarray, risk_aversion: float, upper: np.ndarray) -> Solution:
         if risk_aversion <= 0:

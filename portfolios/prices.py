@@ -96,12 +96,15 @@ def validate_rows(frame: pd.DataFrame, *, known_tickers: set[str]) -> list[Price
 
     keys = pd.DataFrame({"ticker": tickers, "date": dates})
     duplicated = keys.duplicated(keep="first") & dates.notna()
-    first_line = {}
+    first_line: dict[tuple[str, pd.Timestamp], int] = {}
     for line, ticker, date in zip(lines, tickers, dates, strict=True):
         first_line.setdefault((ticker, date), int(line))
     for line, ticker, date in zip(lines[duplicated.to_numpy()], tickers[duplicated], dates[duplicated], strict=True):
         errors.append(
-            (int(line), f"duplicate row for {ticker} on {date.date()} (first seen on line {first_line[(ticker, date)]})")
+            (
+                int(line),
+                f"duplicate row for {ticker} on {date.date()} (first seen on line {first_line[(ticker, date)]})",
+            )
         )
 
     if errors:

@@ -99,7 +99,7 @@ def class_drift(
     total = account_value(positions, cash)
     current: dict[str, Decimal] = {}
     target: dict[str, Decimal] = {}
-    for ticker, position in positions.items():
+    for position in positions.values():
         current[position.asset_class] = current.get(position.asset_class, ZERO) + position.value
     for ticker, weight in target_weights.items():
         target[class_of[ticker]] = target.get(class_of[ticker], ZERO) + weight

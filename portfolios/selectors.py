@@ -73,7 +73,7 @@ def cash_balances(account_ids: Iterable[int]) -> dict[int, Decimal]:
         .annotate(balance=Sum("amount"))
         .values_list("account_id", "balance")
     )
-    return {account_id: balance for account_id, balance in rows}
+    return dict(rows)
 
 
 def holdings(account_ids: Iterable[int]) -> dict[int, dict[int, Decimal]]:

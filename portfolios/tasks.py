@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 from celery import shared_task
 from django.db import OperationalError
@@ -10,7 +11,8 @@ from django.db import OperationalError
 from .services.pipeline import PipelineBusyError, pipeline_run
 from .services.recommendations import recommendation_execute
 
-RETRY = {
+# Only a lost database connection is worth retrying; anything else is recorded and surfaced.
+RETRY: dict[str, Any] = {
     "acks_late": True,
     "autoretry_for": (OperationalError,),
     "retry_backoff": 5,

@@ -11,7 +11,13 @@ from advisor.permissions import role_required
 
 from .access import accounts_for, can_decide, recommendations_for
 from .models import PipelineRun, RecommendationStatus
-from .selectors import AccountSnapshot, account_snapshot, model_portfolios_current, optimization_run_current, recommendation_detail
+from .selectors import (
+    AccountSnapshot,
+    account_snapshot,
+    model_portfolios_current,
+    optimization_run_current,
+    recommendation_detail,
+)
 from .services.accounts import account_deposit
 from .services.recommendations import recommendation_approve, recommendation_reject
 
@@ -51,9 +57,7 @@ def deposit(request: HttpRequest, pk: int) -> HttpResponse:
     except DomainError as exc:
         messages.error(request, " ".join(str(v) for v in exc.fields.values()) or exc.message)
         return redirect("dashboard")
-    messages.success(
-        request, f"Deposited ${movement.amount:,.2f}. The nightly pipeline will propose how to invest it."
-    )
+    messages.success(request, f"Deposited ${movement.amount:,.2f}. The nightly pipeline will propose how to invest it.")
     return redirect("dashboard")
 
 
@@ -95,11 +99,13 @@ def recommendation_decide(request: HttpRequest, pk: int, decision: str) -> HttpR
 @role_required(Role.ADVISOR)
 def advisor_queue(request: HttpRequest) -> HttpResponse:
     recs = recommendations_for(request.user)  # type: ignore[arg-type]
-    pending = recs.filter(status__in=[RecommendationStatus.PENDING, RecommendationStatus.BLOCKED]).order_by("created_at")
+    pending = recs.filter(status__in=[RecommendationStatus.PENDING, RecommendationStatus.BLOCKED]).order_by(
+        "created_at"
+    )
     recent = recs.exclude(status__in=[RecommendationStatus.PENDING, RecommendationStatus.BLOCKED]).order_by(
         "-decided_at"
     )[:20]
-    clients = User.objects.filter(advisor=request.user).order_by("email")
+    clients = User.objects.filter(advisor_id=request.user.pk).order_by("email")
     return render(request, "portfolios/advisor_queue.html", {"pending": pending, "recent": recent, "clients": clients})
 
 
@@ -120,5 +126,3 @@ def model_portfolios(request: HttpRequest) -> HttpResponse:
 @role_required(Role.ADMIN)
 def pipeline_runs(request: HttpRequest) -> HttpResponse:
     return render(request, "portfolios/pipeline_runs.html", {"runs": PipelineRun.objects.all()[:50]})
-
-

@@ -7,8 +7,8 @@ Scoring, documented in ``docs/scoring.md``:
   from 0 (most cautious) to 4 (most risk-bearing), and a question weight.
 * A dimension's score is ``100 * sum(weight * points) / sum(weight * 4)``,
   so both scores run from 0 to 100.
-* A score maps to a level with ``level(score) = 1 + floor(score * 9.99 / 100)``
-  (0 -> 1, 100 -> 10, each level ten points wide).
+* A score maps to a level with ``level(score) = min(10, 1 + floor(score / 10))``
+  (0-9.99 -> 1, 10-19.99 -> 2, ..., 90-100 -> 10).
 * **Capacity caps tolerance**: the risk level is ``min(level(tolerance),
   level(capacity))``. Someone eager for risk who cannot afford a loss is
   placed at the level their capacity allows, and vice versa.
@@ -223,9 +223,9 @@ def validate_answers(answers: Mapping[str, str]) -> None:
 
 
 def level_from_score(score: float) -> int:
-    """0..100 -> 1..10, each level ten points wide."""
+    """0..100 -> 1..10, each level ten points wide (100 belongs to level 10)."""
     bounded = min(max(score, 0.0), 100.0)
-    return 1 + math.floor(bounded * 9.99 / 100)
+    return min(10, 1 + math.floor(bounded / 10))
 
 
 def _dimension_score(answers: Mapping[str, str], dimension: Dimension) -> float:

@@ -40,7 +40,9 @@ def prices_import(*, path: str | Path, progress: Progress | None = None) -> Impo
     asset_ids = {assets[r.ticker] for r in rows}
     stored = {
         (asset_id, day): close
-        for asset_id, day, close in Price.objects.filter(asset_id__in=asset_ids).values_list("asset_id", "date", "close")
+        for asset_id, day, close in Price.objects.filter(asset_id__in=asset_ids).values_list(
+            "asset_id", "date", "close"
+        )
     }
     conflicts = []
     new: list[Price] = []
@@ -48,7 +50,9 @@ def prices_import(*, path: str | Path, progress: Progress | None = None) -> Impo
         key = (assets[r.ticker], r.date.date())
         if key in stored:
             if stored[key] != r.close:
-                conflicts.append(f"line {r.line}: {r.ticker} {key[1]} is stored as {stored[key]}, the file says {r.close}")
+                conflicts.append(
+                    f"line {r.line}: {r.ticker} {key[1]} is stored as {stored[key]}, the file says {r.close}"
+                )
             continue
         new.append(Price(asset_id=key[0], date=key[1], close=r.close))
     if conflicts:

@@ -61,7 +61,7 @@ def model_portfolios_build(*, as_of: date) -> OptimizationRun:
     rows = Price.objects.filter(asset__ticker__in=tickers, date__lte=as_of).values_list(
         "asset__ticker", "date", "close"
     )
-    prices = wide_prices(rows)
+    prices = wide_prices((ticker, day, float(close)) for ticker, day, close in rows)
     missing = sorted(set(tickers) - set(prices.columns))
     if missing:
         raise ModelPortfolioError(f"No prices for model funds: {', '.join(missing)}. Run import_prices first.")
@@ -93,8 +93,13 @@ def model_portfolios_build(*, as_of: date) -> OptimizationRun:
     except OptimizationError as exc:
         with transaction.atomic():
             run = OptimizationRun.objects.create(
-                as_of=as_of, data_hash=data_hash, fingerprint=fingerprint, parameters=parameters, solver=SOLVER,
-                status=RunStatus.FAILED, error=str(exc),
+                as_of=as_of,
+                data_hash=data_hash,
+                fingerprint=fingerprint,
+                parameters=parameters,
+                solver=SOLVER,
+                status=RunStatus.FAILED,
+                error=str(exc),
             )
             audit_record(actor=None, action="optimization.failed", obj=run, payload={"error": str(exc)})
         raise ModelPortfolioError(str(exc)) from exc

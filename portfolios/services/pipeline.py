@@ -202,7 +202,12 @@ def _recommend_all(run: PipelineRun, *, optimization_run_id: int, counts: Counte
 
 
 def _explain(
-    *, level: int, reasons: list[dict[str, str]], class_names: dict[str, str], trades: list[ProposedTrade], cash: Decimal
+    *,
+    level: int,
+    reasons: list[dict[str, str]],
+    class_names: dict[str, str],
+    trades: list[ProposedTrade],
+    cash: Decimal,
 ) -> str:
     lines = []
     for r in reasons:
@@ -262,7 +267,12 @@ def _recommendation_create(
             market_date=run.market_date,
             triggers=reasons,
             drift=[
-                {"asset_class": d.asset_class, "current": str(d.current), "target": str(d.target), "drift": str(d.drift)}
+                {
+                    "asset_class": d.asset_class,
+                    "current": str(d.current),
+                    "target": str(d.target),
+                    "drift": str(d.drift),
+                }
                 for d in drifts
             ],
             explanation=_explain(

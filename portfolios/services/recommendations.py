@@ -132,7 +132,8 @@ def order_fill(*, order_id: int) -> Fill | None:
             # Serializes every cash and lot change of the account.
             Account.objects.select_for_update().get(pk=order.account_id)
             market_date = market_date_latest()
-            assert market_date is not None
+            if market_date is None:
+                raise InvalidStateError("No prices are stored; the broker cannot fill.")
             price, _ = prices_as_of(market_date)[order.asset_id]
             lots = list(
                 Lot.objects.select_for_update()
@@ -178,7 +179,9 @@ def order_fill(*, order_id: int) -> Fill | None:
                     lot.save(update_fields=["quantity"])
                     if remaining == 0:
                         break
-                movements = [CashMovement(account_id=order.account_id, kind=CashMovementKind.SELL, amount=gross, fill=fill)]
+                movements = [
+                    CashMovement(account_id=order.account_id, kind=CashMovementKind.SELL, amount=gross, fill=fill)
+                ]
             else:
                 Lot.objects.create(
                     account_id=order.account_id,
@@ -189,9 +192,13 @@ def order_fill(*, order_id: int) -> Fill | None:
                     acquired_on=market_date,
                     fill=fill,
                 )
-                movements = [CashMovement(account_id=order.account_id, kind=CashMovementKind.BUY, amount=-gross, fill=fill)]
+                movements = [
+                    CashMovement(account_id=order.account_id, kind=CashMovementKind.BUY, amount=-gross, fill=fill)
+                ]
             if cost > 0:
-                movements.append(CashMovement(account_id=order.account_id, kind=CashMovementKind.FEE, amount=-cost, fill=fill))
+                movements.append(
+                    CashMovement(account_id=order.account_id, kind=CashMovementKind.FEE, amount=-cost, fill=fill)
+                )
             for movement in movements:
                 movement.description = f"{order.side} {quantity} {order.asset.ticker} @ {price}"
             CashMovement.objects.bulk_create(movements)
@@ -241,9 +248,9 @@ def recommendation_execute(*, recommendation_id: int) -> Recommendation:
     for order_id in order_ids:
         order_fill(order_id=order_id)
     with transaction.atomic():
-        claimed = Recommendation.objects.filter(
-            pk=recommendation_id, status=RecommendationStatus.APPROVED
-        ).update(status=RecommendationStatus.EXECUTED, executed_at=timezone.now())
+        claimed = Recommendation.objects.filter(pk=recommendation_id, status=RecommendationStatus.APPROVED).update(
+            status=RecommendationStatus.EXECUTED, executed_at=timezone.now()
+        )
         if claimed:
             recommendation.refresh_from_db()
             fills = Fill.objects.filter(order__recommendation_id=recommendation_id)

@@ -5,17 +5,14 @@ from decimal import Decimal
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from advisor.demo import ADMIN, ADVISOR, DEMO_PASSWORD, INVESTOR
 from advisor.models import Role, User
 from advisor.services import investor_assign_advisor, investor_signup
 from portfolios.models import CashMovement
-from portfolios.services.accounts import account_deposit
+from portfolios.services.accounts import account_deposit, account_open
 from profiling.selectors import profile_current
 from profiling.services import profile_submit
 
-DEMO_PASSWORD = "advisor-demo-2026"
-INVESTOR = "investor@demo.advisor"
-ADVISOR = "advisor@demo.advisor"
-ADMIN = "admin@demo.advisor"
 DEMO_ANSWERS = {
     "horizon": "10to20",
     "age": "30to44",
@@ -48,7 +45,8 @@ class Command(BaseCommand):
             if profile_current(investor=investor) is None:
                 profile_submit(investor=investor, answers=DEMO_ANSWERS)
             account = investor.accounts.order_by("id").first()
-            assert account is not None
+            if account is None:  # a demo investor created before accounts opened at sign-up
+                account = account_open(owner=investor)
             if not CashMovement.objects.filter(account=account).exists():
                 account_deposit(account=account, amount=DEMO_DEPOSIT, actor=investor)
         self.stdout.write(self.style.SUCCESS("Demo users ready:"))

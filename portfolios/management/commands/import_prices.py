@@ -1,5 +1,5 @@
-import sys
 import time
+from collections.abc import Callable
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -10,25 +10,30 @@ from portfolios.services.market_data import prices_import
 class Command(BaseCommand):
     help = "Validate a price file (date,ticker,adj_close; .csv or .csv.gz) and import it atomically."
 
-    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser):
         parser.add_argument("files", nargs="+", help="price files to import, in order")
+
+    def _progress_printer(self) -> Callable[[str, int, int], None]:
+        """Counted progress lines, at most two a second, and always the last one."""
+        last_shown = 0.0
+
+        def progress(stage: str, done: int, total: int) -> None:
+            nonlocal last_shown
+            now = time.perf_counter()
+            if done == total or now - last_shown > 0.5:
+                last_shown = now
+                pct = 100 * done // total if total else 100
+                self.stdout.write(f"  {stage} {done:,}/{total:,} rows ({pct}%)")
+                self.stdout.flush()
+
+        return progress
 
     def handle(self, *args: object, **options: object) -> None:
         started = time.perf_counter()
         for path in options["files"]:  # type: ignore[attr-defined]
             self.stdout.write(f"{path}: validating ...")
-            last_shown = [0.0]
-
-            def progress(stage: str, done: int, total: int) -> None:
-                now = time.perf_counter()
-                if done == total or now - last_shown[0] > 0.5:
-                    last_shown[0] = now
-                    pct = 100 * done // total if total else 100
-                    self.stdout.write(f"  {stage} {done:,}/{total:,} rows ({pct}%)")
-                    sys.stdout.flush()
-
             try:
-                result = prices_import(path=path, progress=progress)
+                result = prices_import(path=path, progress=self._progress_printer())
             except PriceFileError as exc:
                 raise CommandError(f"{path}: rejected, nothing imported.\n{exc}") from exc
             self.stdout.write(

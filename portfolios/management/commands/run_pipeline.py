@@ -11,7 +11,7 @@ from portfolios.services.pipeline import pipeline_run
 class Command(BaseCommand):
     help = "Run the nightly pipeline for a market date (default: the latest date with prices), in this process."
 
-    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser):
         parser.add_argument("--date", type=date.fromisoformat, help="market date YYYY-MM-DD")
 
     def handle(self, *args: object, **options: object) -> None:
@@ -24,7 +24,9 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         counts = ", ".join(f"{k} {v}" for k, v in sorted(run.counts.items())) or "nothing to do"
         self.stdout.write(
-            self.style.SUCCESS(f"pipeline {run.market_date}: {run.status} ({counts}) in {time.perf_counter() - started:.1f}s")
+            self.style.SUCCESS(
+                f"pipeline {run.market_date}: {run.status} ({counts}) in {time.perf_counter() - started:.1f}s"
+            )
         )
         if run.error:
             raise CommandError(run.error)
