@@ -246,6 +246,8 @@ ADVISOR = {
     # Years of daily prices used to estimate expected returns and covariance.
     "ESTIMATION_YEARS": env.int("ADVISOR_ESTIMATION_YEARS", default=15),
     "MAX_ASSET_WEIGHT": env.float("ADVISOR_MAX_ASSET_WEIGHT", default=0.35),
+    # Compliance: no single fund above this share of an account after a recommendation's trades.
+    "MAX_POSITION_WEIGHT": _decimal("ADVISOR_MAX_POSITION_WEIGHT", default="0.40"),
 }
 
 # --- Security (production) ----------------------------------------------------------------

@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from kombu import Connection
 from kombu.exceptions import KombuError
 
 from .errors import DomainError
@@ -60,10 +61,8 @@ def _broker_reachable() -> tuple[bool, str]:
         folder = str(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
         ok = Path(folder).is_dir()
         return ok, "filesystem broker folder present" if ok else f"missing folder {folder}"
-    from advisor.celery import app
-
     try:
-        with app.connection_for_write() as conn:
+        with Connection(url, connect_timeout=2) as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
     except (OSError, KombuError) as exc:
         return False, f"{type(exc).__name__}: {exc}"

@@ -167,8 +167,13 @@ class MinimumTradeSize(Rule):
         return self._pass(f"Every trade is at least ${self.min_amount}.")
 
 
-def default_rules(*, min_trade: Decimal = Decimal("50")) -> list[Rule]:
-    return [NoShortSaleOrNegativeCash(), ConcentrationLimit(), VolatilityWithinBand(), MinimumTradeSize(min_trade)]
+def default_rules(*, min_trade: Decimal = Decimal("50"), max_position_weight: Decimal = Decimal("0.40")) -> list[Rule]:
+    return [
+        NoShortSaleOrNegativeCash(),
+        ConcentrationLimit(max_weight=max_position_weight),
+        VolatilityWithinBand(),
+        MinimumTradeSize(min_trade),
+    ]
 
 
 def run_rules(proposal: Proposal, rules: Sequence[Rule]) -> list[RuleResult]:

@@ -12,7 +12,10 @@ from .rules import Proposal, RuleResult, default_rules, run_rules
 
 def recommendation_check(*, recommendation_id: int, subject_id: int, proposal: Proposal) -> list[Finding]:
     """Run every rule and store one finding each; must run in the recommendation's transaction."""
-    results: list[RuleResult] = run_rules(proposal, default_rules(min_trade=settings.ADVISOR["MIN_TRADE_AMOUNT"]))
+    rules = default_rules(
+        min_trade=settings.ADVISOR["MIN_TRADE_AMOUNT"], max_position_weight=settings.ADVISOR["MAX_POSITION_WEIGHT"]
+    )
+    results: list[RuleResult] = run_rules(proposal, rules)
     with transaction.atomic():
         findings = Finding.objects.bulk_create(
             [

@@ -1,14 +1,20 @@
-"""Reading and validating a price file (pure: pandas, no Django).
+"""Reading and validating a price file (pure: no Django).
 
 A price file is CSV, optionally gzipped, with the header ``date,ticker,adj_close``.
-Line numbers in messages count the header as line 1.
+Line numbers in messages are physical lines of the file: the header is line 1,
+and blank lines (skipped) still count.
 """
 
 from __future__ import annotations
 
+import csv
+import gzip
 import io
+import re
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -16,13 +22,17 @@ import pandas as pd
 
 COLUMNS = ("date", "ticker", "adj_close")
 PRICE_PLACES = Decimal("0.000001")
+# NUMERIC(18, 6) holds 12 digits before the decimal point.
+MAX_PRICE = Decimal(10) ** 12
 MAX_REPORTED_ERRORS = 50
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
 
 @dataclass(frozen=True)
 class PriceRow:
     line: int
-    date: pd.Timestamp
+    date: date
     ticker: str
     close: Decimal
 
@@ -35,89 +45,96 @@ class PriceFileError(ValueError):
         super().__init__("\n".join(errors) + more)
 
 
-def read_price_file(path: str | Path, *, known_tickers: Iterable[str]) -> list[PriceRow]:
-    """Parse and validate every row; raise ``PriceFileError`` naming each bad line and why."""
-    path = Path(path)
+def _text(path: Path) -> str:
     if not path.exists():
         raise PriceFileError([f"{path}: no such file"])
     try:
         raw = path.read_bytes()
         if path.suffix == ".gz":
-            import gzip
-
             raw = gzip.decompress(raw)
-        text = raw.decode("utf-8")
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        return raw.decode("utf-8-sig")
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, UnicodeDecodeError) as exc:
         raise PriceFileError([f"{path}: cannot be read as UTF-8 CSV ({exc})"]) from exc
+
+
+def parse_date(text: str) -> date | None:
+    if not ISO_DATE.fullmatch(text):
+        return None
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise PriceFileError([f"{path}: not a valid CSV file ({exc})"]) from exc
-    header = tuple(c.strip() for c in frame.columns)
-    if header != COLUMNS:
-        raise PriceFileError([f"line 1: header must be {','.join(COLUMNS)}, found {','.join(header)}"])
-    return validate_rows(frame, known_tickers=set(known_tickers))
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
 
 
-def validate_rows(frame: pd.DataFrame, *, known_tickers: set[str]) -> list[PriceRow]:
+def parse_price(text: str) -> tuple[Decimal | None, str | None]:
+    """(price rounded to 1e-6, None) or (None, the reason it is refused)."""
+    if text == "":
+        return None, "missing price"
+    if text.lower().lstrip("+-") in ("nan", "inf", "infinity", "snan"):
+        return None, f"price '{text}' is not a finite number"
+    if not PLAIN_NUMBER.fullmatch(text):
+        return None, f"price '{text}' is not a number"
+    try:
+        value = Decimal(text)
+        if value >= MAX_PRICE:
+            return None, f"price {text} is too large (at most {MAX_PRICE - PRICE_PLACES})"
+        rounded = value.quantize(PRICE_PLACES)
+    except InvalidOperation:
+        return None, f"price '{text}' is not a number"
+    if rounded <= 0:
+        return None, f"price {text} is not positive" + (" after rounding to 6 decimals" if value > 0 else "")
+    return rounded, None
+
+
+def read_price_file(path: str | Path, *, known_tickers: Iterable[str]) -> list[PriceRow]:
+    """Parse and validate every row; raise ``PriceFileError`` naming each bad line and why."""
+    path = Path(path)
+    text = _text(path)
+    if not text.strip():
+        raise PriceFileError([f"{path}: the file is empty"])
+    reader = csv.reader(io.StringIO(text, newline=""))
+    known = set(known_tickers)
     errors: list[tuple[int, str]] = []
-    lines = frame.index.to_numpy() + 2
-    tickers = frame["ticker"].str.strip()
-    dates = pd.to_datetime(frame["date"].str.strip(), format="%Y-%m-%d", errors="coerce")
-
-    for line, value in zip(lines[dates.isna().to_numpy()], frame["date"][dates.isna()], strict=True):
-        errors.append((int(line), f"unparsable date '{value}' (expected YYYY-MM-DD)"))
-    for line, value in zip(lines[(tickers == "").to_numpy()], tickers[tickers == ""], strict=True):
-        errors.append((int(line), f"missing ticker{value}"))
-    unknown = (tickers != "") & ~tickers.isin(known_tickers)
-    for line, value in zip(lines[unknown.to_numpy()], tickers[unknown], strict=True):
-        errors.append((int(line), f"unknown ticker '{value}'"))
-
-    closes: list[Decimal | None] = []
-    for line, text in zip(lines, frame["adj_close"].str.strip(), strict=True):
-        if text == "":
-            errors.append((int(line), "missing price"))
-            closes.append(None)
+    rows: list[PriceRow] = []
+    first_seen: dict[tuple[str, date], int] = {}
+    header_checked = False
+    for record in reader:
+        line = reader.line_num
+        if not record or (all(field.strip() == "" for field in record) and len(record) <= 1):
+            continue  # a blank line
+        fields = [field.strip() for field in record]
+        if not header_checked:
+            header_checked = True
+            if tuple(fields) != COLUMNS:
+                raise PriceFileError([f"line {line}: header must be {','.join(COLUMNS)}, found {','.join(fields)}"])
             continue
-        try:
-            value = Decimal(text)
-        except InvalidOperation:
-            errors.append((int(line), f"price '{text}' is not a number"))
-            closes.append(None)
+        if len(fields) != len(COLUMNS):
+            errors.append((line, f"expected {len(COLUMNS)} fields, found {len(fields)}"))
             continue
-        if not value.is_finite():
-            errors.append((int(line), f"price '{text}' is not a finite number"))
-            closes.append(None)
-        elif value <= 0:
-            errors.append((int(line), f"price {text} is not positive"))
-            closes.append(None)
-        else:
-            closes.append(value.quantize(PRICE_PLACES))
-
-    keys = pd.DataFrame({"ticker": tickers, "date": dates})
-    duplicated = keys.duplicated(keep="first") & dates.notna()
-    first_line: dict[tuple[str, pd.Timestamp], int] = {}
-    for line, ticker, date in zip(lines, tickers, dates, strict=True):
-        first_line.setdefault((ticker, date), int(line))
-    for line, ticker, date in zip(lines[duplicated.to_numpy()], tickers[duplicated], dates[duplicated], strict=True):
-        errors.append(
-            (
-                int(line),
-                f"duplicate row for {ticker} on {date.date()} (first seen on line {first_line[(ticker, date)]})",
-            )
-        )
-
+        date_text, ticker, price_text = fields
+        day = parse_date(date_text)
+        close, price_problem = parse_price(price_text)
+        if price_problem:
+            errors.append((line, price_problem))
+        if not ticker:
+            errors.append((line, "missing ticker"))
+        elif ticker not in known:
+            errors.append((line, f"unknown ticker '{ticker}'"))
+        if day is None:
+            errors.append((line, f"unparsable date '{date_text}' (expected YYYY-MM-DD)"))
+        elif ticker:
+            first = first_seen.setdefault((ticker, day), line)
+            if first != line:
+                errors.append((line, f"duplicate row for {ticker} on {day} (first seen on line {first})"))
+        if day is not None and close is not None and ticker in known:
+            rows.append(PriceRow(line, day, ticker, close))
     if errors:
         errors.sort()
         shown = [f"line {line}: {reason}" for line, reason in errors[:MAX_REPORTED_ERRORS]]
         raise PriceFileError(shown, total=len(errors))
-    if frame.empty:
+    if not rows:
         raise PriceFileError(["the file has a header but no rows"])
-    return [
-        PriceRow(int(line), date, ticker, close)
-        for line, date, ticker, close in zip(lines, dates, tickers, closes, strict=True)
-        if close is not None
-    ]
+    return rows
 
 
 def wide_prices(rows: Iterable[tuple[str, object, float]]) -> pd.DataFrame:

@@ -112,3 +112,21 @@ def axes_reset() -> Iterator[None]:
     from axes.utils import reset
 
     reset()
+
+
+@pytest.fixture
+def funded_alice(alice, carol, erin, market_data):  # type: ignore[no-untyped-def]
+    """Alice: balanced profile, Carol as her advisor, $100,000 deposited in a taxable account."""
+    from decimal import Decimal
+
+    from advisor.services import investor_assign_advisor
+    from portfolios.services.accounts import account_deposit, account_open
+    from profiling.services import profile_submit
+    from tests.factories import BALANCED_ANSWERS
+
+    investor_assign_advisor(investor=alice, advisor=carol, actor=erin)
+    profile_submit(investor=alice, answers=BALANCED_ANSWERS)
+    account = account_open(owner=alice)
+    account_deposit(account=account, amount=Decimal("100000.00"), actor=alice)
+    alice.refresh_from_db()
+    return alice

@@ -38,27 +38,28 @@ def prices_import(*, path: str | Path, progress: Progress | None = None) -> Impo
     if progress:
         progress("validated", len(rows), len(rows))
     asset_ids = {assets[r.ticker] for r in rows}
-    stored = {
-        (asset_id, day): close
-        for asset_id, day, close in Price.objects.filter(asset_id__in=asset_ids).values_list(
-            "asset_id", "date", "close"
-        )
-    }
-    conflicts = []
-    new: list[Price] = []
-    for r in rows:
-        key = (assets[r.ticker], r.date.date())
-        if key in stored:
-            if stored[key] != r.close:
-                conflicts.append(
-                    f"line {r.line}: {r.ticker} {key[1]} is stored as {stored[key]}, the file says {r.close}"
-                )
-            continue
-        new.append(Price(asset_id=key[0], date=key[1], close=r.close))
-    if conflicts:
-        raise PriceFileError(conflicts[:50], total=len(conflicts))
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    # Read what is stored and insert in one transaction, so a concurrent import cannot slip between.
     with transaction.atomic():
+        stored = {
+            (asset_id, day): close
+            for asset_id, day, close in Price.objects.filter(asset_id__in=asset_ids).values_list(
+                "asset_id", "date", "close"
+            )
+        }
+        conflicts = []
+        new: list[Price] = []
+        for r in rows:
+            key = (assets[r.ticker], r.date)
+            if key in stored:
+                if stored[key] != r.close:
+                    conflicts.append(
+                        f"line {r.line}: {r.ticker} {key[1]} is stored as {stored[key]}, the file says {r.close}"
+                    )
+                continue
+            new.append(Price(asset_id=key[0], date=key[1], close=r.close))
+        if conflicts:
+            raise PriceFileError(conflicts[:50], total=len(conflicts))
         for start in range(0, len(new), BATCH):
             Price.objects.bulk_create(new[start : start + BATCH])
             if progress:
@@ -71,7 +72,7 @@ def prices_import(*, path: str | Path, progress: Progress | None = None) -> Impo
                 object_id=Path(path).name,
                 payload={"sha256": digest, "rows": len(rows), "inserted": len(new)},
             )
-    dates = [r.date.date() for r in rows]
+    dates = [r.date for r in rows]
     return ImportResult(
         rows=len(rows),
         inserted=len(new),
