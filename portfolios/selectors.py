@@ -24,7 +24,7 @@ from .models import (
     Recommendation,
     RunStatus,
 )
-from .rebalance import ZERO, Position, account_value, class_drift
+from .rebalance import CENT, SHARE_STEP, ZERO, Position, account_value, class_drift
 
 
 def market_date_latest() -> date | None:
@@ -73,7 +73,8 @@ def cash_balances(account_ids: Iterable[int]) -> dict[int, Decimal]:
         .annotate(balance=Sum("amount"))
         .values_list("account_id", "balance")
     )
-    return dict(rows)
+    # SQLite sums NUMERIC through floats: bring the balance back to cents.
+    return {account_id: Decimal(balance).quantize(CENT) for account_id, balance in rows}
 
 
 def holdings(account_ids: Iterable[int]) -> dict[int, dict[int, Decimal]]:
@@ -86,7 +87,8 @@ def holdings(account_ids: Iterable[int]) -> dict[int, dict[int, Decimal]]:
     )
     result: dict[int, dict[int, Decimal]] = defaultdict(dict)
     for account_id, asset_id, quantity in rows:
-        result[account_id][asset_id] = quantity
+        # SQLite sums NUMERIC through floats; the broker's step is 1e-6 shares.
+        result[account_id][asset_id] = Decimal(quantity).quantize(SHARE_STEP)
     return result
 
 

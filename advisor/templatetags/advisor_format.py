@@ -30,7 +30,10 @@ def signed_pct(value: object, places: int = 1) -> str:
     number = _decimal(value)
     if number is None:
         return ""
-    return f"{number * 100:+.{int(places)}f} pts"
+    text = f"{number * 100:+.{int(places)}f}"
+    if float(text) == 0:
+        text = text[1:]  # no "-0.0" or "+0.0"
+    return f"{text} pts"
 
 
 @register.filter

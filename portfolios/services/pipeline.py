@@ -265,10 +265,11 @@ def _recommendation_create(
             status=RecommendationStatus.PENDING,
             risk_level=portfolio.risk_level,
             market_date=run.market_date,
-            triggers=reasons,
+            triggers=[{**r, "name": class_names[r["asset_class"]]} if "asset_class" in r else r for r in reasons],
             drift=[
                 {
                     "asset_class": d.asset_class,
+                    "name": class_names[d.asset_class],
                     "current": str(d.current),
                     "target": str(d.target),
                     "drift": str(d.drift),

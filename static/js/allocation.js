@@ -17,7 +17,7 @@
       options: {
         maintainAspectRatio: false,
         animation: false,
-        scales: { y: { beginAtZero: true, title: { display: true, text: "% of account" } } }
+        scales: { y: { beginAtZero: true, suggestedMax: Math.ceil((Math.max.apply(null, chart.current.concat(chart.target)) + 5) / 5) * 5, title: { display: true, text: "% of account" } } }
       }
     });
   });

@@ -1,0 +1,234 @@
+"""Who may see what: every URL in the URL conf is classified, and each refusal is tested.
+
+A new URL fails ``test_every_url_is_classified`` until it is added to ACCESS, so new
+endpoints cannot ship without their permission tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from compliance.models import AuditEvent
+from portfolios.models import CashMovement, Order, Recommendation
+from portfolios.services.pipeline import pipeline_run
+
+pytestmark = pytest.mark.django_db
+
+
+@dataclass(frozen=True)
+class Rule:
+    method: str  # "get" or "post"
+    allowed: tuple[str, ...]  # roles that may use it: "anon", "investor", "advisor", "admin"
+    owned: str = ""  # "account" or "recommendation" when the URL names Alice's object
+
+
+PUBLIC = ("anon", "investor", "advisor", "admin")
+ANYONE = ("investor", "advisor", "admin")
+ACCESS: dict[str, Rule] = {
+    "home": Rule("get", PUBLIC),
+    "healthz": Rule("get", PUBLIC),
+    "signup": Rule("get", ("anon",)),  # logged-in users are sent home
+    "login": Rule("get", ("anon",)),
+    "logout": Rule("post", PUBLIC),
+    "password_reset": Rule("get", PUBLIC),
+    "password_reset_done": Rule("get", PUBLIC),
+    "password_reset_confirm": Rule("get", PUBLIC),
+    "password_reset_complete": Rule("get", PUBLIC),
+    "api-token": Rule("post", PUBLIC),
+    "questionnaire": Rule("get", ("investor",)),
+    "profile-result": Rule("get", ("investor",)),
+    "dashboard": Rule("get", ("investor",)),
+    "deposit": Rule("post", ("investor",), owned="account"),
+    "recommendation": Rule("get", ("investor", "advisor", "admin"), owned="recommendation"),
+    "recommendation-approve": Rule("post", ("advisor",), owned="recommendation"),
+    "recommendation-reject": Rule("post", ("advisor",), owned="recommendation"),
+    "model-portfolios": Rule("get", ANYONE),
+    "advisor-queue": Rule("get", ("advisor",)),
+    "staff-investors": Rule("get", ("admin",)),
+    "staff-assign-advisor": Rule("post", ("admin",)),
+    "staff-pipeline": Rule("get", ("admin",)),
+    "staff-audit": Rule("get", ("admin",)),
+    "api-me": Rule("get", ANYONE),
+    "api-questionnaire": Rule("get", ANYONE),
+    "api-profile": Rule("get", ("investor",)),
+    "api-profile-history": Rule("get", ("investor",)),
+    "api-model-portfolios": Rule("get", ANYONE),
+    "api-accounts": Rule("get", ANYONE),
+    "api-account": Rule("get", ("investor", "advisor", "admin"), owned="account"),
+    "api-account-deposit": Rule("post", ("investor",), owned="account"),
+    "api-recommendations": Rule("get", ANYONE),
+    "api-recommendation": Rule("get", ("investor", "advisor", "admin"), owned="recommendation"),
+    "api-recommendation-approve": Rule("post", ("advisor",), owned="recommendation"),
+    "api-recommendation-reject": Rule("post", ("advisor",), owned="recommendation"),
+    "api-pipeline-runs": Rule("get", ("admin",)),
+    "api-audit-events": Rule("get", ("admin",)),
+    "api-audit-verify": Rule("get", ("admin",)),
+    "api-schema": Rule("get", ANYONE),
+    "api-docs": Rule("get", ANYONE),
+}
+
+
+def url_names() -> dict[str, URLPattern]:
+    found: dict[str, URLPattern] = {}
+
+    def walk(patterns: list[object], namespace: str = "") -> None:
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                if pattern.namespace == "admin":
+                    continue  # Django's admin checks is_staff itself (tested below)
+                walk(pattern.url_patterns, namespace)
+            elif isinstance(pattern, URLPattern) and pattern.name:
+                found[pattern.name] = pattern
+
+    walk(get_resolver().url_patterns)
+    return found
+
+
+def test_every_url_is_classified() -> None:
+    assert set(url_names()) == set(ACCESS), "classify new URLs in ACCESS (and test who may use them)"
+
+
+@pytest.fixture
+def world(funded_alice, bob, carol, dave, erin):  # type: ignore[no-untyped-def]
+    """Alice (Carol's client) has an account and a pending recommendation; Bob, Dave and Erin are outsiders."""
+    from portfolios.services.accounts import account_open
+
+    account_open(owner=bob)
+    pipeline_run()
+    recommendation = Recommendation.objects.get(account__owner=funded_alice)
+    return {
+        "alice": funded_alice,
+        "bob": bob,
+        "carol": carol,
+        "dave": dave,
+        "erin": erin,
+        "account": recommendation.account,
+        "recommendation": recommendation,
+    }
+
+
+def url_for(name: str, world: dict[str, object]) -> str:
+    rule = ACCESS[name]
+    if name == "password_reset_confirm":
+        return reverse(name, kwargs={"uidb64": "MQ", "token": "set-password"})
+    if name == "staff-assign-advisor":
+        return reverse(name, kwargs={"pk": world["alice"].pk})  # type: ignore[attr-defined]
+    if rule.owned:
+        return reverse(name, kwargs={"pk": world[rule.owned].pk})  # type: ignore[attr-defined]
+    return reverse(name)
+
+
+def call(client: Client, name: str, url: str) -> int:
+    method = ACCESS[name].method
+    data = {"comment": "permission test", "amount": "10"}
+    return (client.post(url, data) if method == "post" else client.get(url)).status_code
+
+
+def snapshot() -> tuple[int, int, int, list[str]]:
+    return (
+        CashMovement.objects.count(),
+        Order.objects.count(),
+        AuditEvent.objects.count(),
+        list(Recommendation.objects.order_by("id").values_list("status", flat=True)),
+    )
+
+
+def test_anonymous_is_sent_to_login_or_refused(world, client) -> None:  # type: ignore[no-untyped-def]
+    before, wrong = snapshot(), []
+    for name, rule in sorted(ACCESS.items()):
+        if "anon" in rule.allowed:
+            continue
+        url = url_for(name, world)
+        response = client.post(url, {}) if rule.method == "post" else client.get(url)
+        if name.startswith("api-"):
+            refused = response.status_code in (401, 403)
+        else:
+            refused = response.status_code == 302 and response["Location"].startswith(reverse("login"))
+        if not refused:
+            wrong.append((name, response.status_code))
+    assert wrong == []
+    assert snapshot() == before
+
+
+def test_wrong_role_is_refused_and_nothing_changes(world, client) -> None:  # type: ignore[no-untyped-def]
+    before, wrong = snapshot(), []
+    for role, user in (("investor", "bob"), ("advisor", "dave"), ("admin", "erin")):
+        client.force_login(world[user])
+        for name, rule in sorted(ACCESS.items()):
+            if role in rule.allowed or "anon" in rule.allowed:
+                continue
+            status = call(client, name, url_for(name, world))
+            if status not in (403, 404):
+                wrong.append((role, name, status))
+    assert wrong == []
+    assert snapshot() == before
+
+
+def test_other_investors_and_unassigned_advisors_cannot_touch_alices_objects(world, client) -> None:  # type: ignore[no-untyped-def]
+    before, wrong, tried = snapshot(), [], 0
+    for outsider, role in (("bob", "investor"), ("dave", "advisor")):
+        client.force_login(world[outsider])
+        for name, rule in sorted(ACCESS.items()):
+            if not rule.owned or role not in rule.allowed:
+                continue  # refused by role already (tested above)
+            tried += 1
+            status = call(client, name, url_for(name, world))
+            if status not in (403, 404):
+                wrong.append((outsider, name, status))
+    assert tried >= 10 and wrong == []
+    assert snapshot() == before
+
+
+def test_owner_assigned_advisor_and_admin_can_read(world, client) -> None:  # type: ignore[no-untyped-def]
+    for user in ("alice", "carol", "erin"):
+        client.force_login(world[user])
+        for name in ("recommendation", "api-recommendation", "api-account"):
+            assert call(client, name, url_for(name, world)) == 200, (user, name)
+
+
+def test_every_allowed_role_gets_through(world, client) -> None:  # type: ignore[no-untyped-def]
+    """The other side of the table: the roles it allows get through (GET pages; writes are tested elsewhere)."""
+    users = {"investor": "alice", "advisor": "carol", "admin": "erin"}
+    for name, rule in sorted(ACCESS.items()):
+        if rule.method != "get" or name == "password_reset_confirm":
+            continue
+        for role in rule.allowed:
+            if role == "anon":
+                client.logout()
+            else:
+                client.force_login(world[users[role]])
+            status = call(client, name, url_for(name, world))
+            assert status in (200, 302), (name, role, status)
+
+
+def test_lists_contain_only_what_the_user_may_see(world, client) -> None:  # type: ignore[no-untyped-def]
+    alice_account, rec = world["account"].pk, world["recommendation"].pk
+    expectations = {"alice": True, "bob": False, "carol": True, "dave": False, "erin": True}
+    for user, sees in expectations.items():
+        client.force_login(world[user])
+        accounts = [a["id"] for a in client.get("/api/accounts/").json()["results"]]
+        recs = [r["id"] for r in client.get("/api/recommendations/").json()["results"]]
+        assert (alice_account in accounts) is sees, user
+        assert (rec in recs) is sees, user
+    client.force_login(world["bob"])
+    assert [a["id"] for a in client.get("/api/accounts/").json()["results"]] == [world["bob"].accounts.get().pk]
+
+
+def test_django_admin_is_for_staff_only(world, client) -> None:  # type: ignore[no-untyped-def]
+    for user in ("alice", "carol"):
+        client.force_login(world[user])
+        response = client.get("/django-admin/")
+        assert response.status_code == 302 and "/django-admin/login/" in response["Location"]
+    client.force_login(world["erin"])
+    assert client.get("/django-admin/").status_code == 200
+
+
+def test_audit_log_is_read_only_even_for_admins_in_django_admin(world, client) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(world["erin"])
+    event = AuditEvent.objects.first()
+    assert client.get(f"/django-admin/compliance/auditevent/{event.pk}/delete/").status_code == 403
+    assert client.get("/django-admin/compliance/auditevent/add/").status_code == 403
