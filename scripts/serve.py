@@ -20,6 +20,9 @@ def main() -> int:
     host = os.environ.get("HOST", "127.0.0.1")
     port = os.environ.get("PORT", "8000")
     os.chdir(ROOT)
+    # Stop the children on SIGTERM/SIGHUP too, not only on Ctrl-C: SystemExit runs the finally below.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: sys.exit(0))
     worker = subprocess.Popen(
         [str(BIN / "celery"), "-A", "advisor", "worker", "--beat", "--loglevel", "INFO", "--concurrency", "2"],
     )
