@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -174,32 +175,37 @@ class DecisionInputSerializer(serializers.Serializer):
     comment = serializers.CharField(allow_blank=True, required=False, default="", max_length=2000)
 
 
-class RecommendationApproveApi(APIView):
-    permission_classes = [IsAdvisor]
+class _RecommendationDecisionApi(APIView):
+    """One of the assigned advisor's decisions; the service checks assignment and state."""
 
-    @extend_schema(
+    permission_classes = [IsAdvisor]
+    decide: Callable[..., Recommendation]
+
+    def post(self, request: Request, pk: int) -> Response:
+        rec = get_object_or_404(recommendations_for(request.user), pk=pk)  # type: ignore[arg-type]
+        data = DecisionInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        advisor: User = request.user  # type: ignore[assignment]
+        rec = type(self).decide(recommendation_id=rec.pk, advisor=advisor, comment=data.validated_data["comment"])
+        return Response(RecommendationSerializer(rec).data)
+
+
+@extend_schema_view(
+    post=extend_schema(
         request=DecisionInputSerializer, responses=RecommendationSerializer, summary="Approve (assigned advisor)"
     )
-    def post(self, request: Request, pk: int) -> Response:
-        rec = get_object_or_404(recommendations_for(request.user), pk=pk)  # type: ignore[arg-type]
-        data = DecisionInputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        advisor: User = request.user  # type: ignore[assignment]
-        rec = recommendation_approve(recommendation_id=rec.pk, advisor=advisor, comment=data.validated_data["comment"])
-        return Response(RecommendationSerializer(rec).data)
+)
+class RecommendationApproveApi(_RecommendationDecisionApi):
+    decide = staticmethod(recommendation_approve)
 
 
-class RecommendationRejectApi(APIView):
-    permission_classes = [IsAdvisor]
-
-    @extend_schema(request=DecisionInputSerializer, responses=RecommendationSerializer, summary="Reject with a reason")
-    def post(self, request: Request, pk: int) -> Response:
-        rec = get_object_or_404(recommendations_for(request.user), pk=pk)  # type: ignore[arg-type]
-        data = DecisionInputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        advisor: User = request.user  # type: ignore[assignment]
-        rec = recommendation_reject(recommendation_id=rec.pk, advisor=advisor, comment=data.validated_data["comment"])
-        return Response(RecommendationSerializer(rec).data)
+@extend_schema_view(
+    post=extend_schema(
+        request=DecisionInputSerializer, responses=RecommendationSerializer, summary="Reject with a reason"
+    )
+)
+class RecommendationRejectApi(_RecommendationDecisionApi):
+    decide = staticmethod(recommendation_reject)
 
 
 class PipelineRunSerializer(serializers.ModelSerializer):

@@ -115,8 +115,8 @@ def _recommend_all(run: PipelineRun, *, optimization_run_id: int, counts: Counte
     cash = cash_balances(account_ids)
     held = holdings(account_ids)
     prices = {aid: close for aid, (close, _) in prices_as_of(run.market_date).items()}
-    assets = {a.pk: a for a in Asset.objects.all()}
-    class_of = {a.ticker: c for a, c in ((a, a.asset_class.code) for a in Asset.objects.select_related("asset_class"))}
+    assets = {a.pk: a for a in Asset.objects.select_related("asset_class")}
+    class_of = {a.ticker: a.asset_class.code for a in assets.values()}
     class_names = dict(AssetClass.objects.values_list("code", "name"))
     portfolios = {
         p.risk_level: p for p in ModelPortfolio.objects.filter(run_id=optimization_run_id).prefetch_related("weights")
@@ -207,7 +207,6 @@ def _explain(
     reasons: list[dict[str, str]],
     class_names: dict[str, str],
     trades: list[ProposedTrade],
-    cash: Decimal,
 ) -> str:
     lines = []
     for r in reasons:
@@ -276,9 +275,7 @@ def _recommendation_create(
                 }
                 for d in drifts
             ],
-            explanation=_explain(
-                level=portfolio.risk_level, reasons=reasons, class_names=class_names, trades=trades, cash=cash
-            ),
+            explanation=_explain(level=portfolio.risk_level, reasons=reasons, class_names=class_names, trades=trades),
             total_value=total.quantize(Decimal("0.01")),
             cash_before=cash,
             estimated_cost=sum((t.cost for t in trades), ZERO),
