@@ -1,4 +1,3 @@
-from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import UserCreationForm
@@ -32,8 +31,8 @@ class UserAdmin(BaseUserAdmin):
     )
     readonly_fields = ("last_login", "date_joined")
 
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
-        if isinstance(field, forms.ModelChoiceField) and db_field.name == "advisor":
-            field.queryset = User.objects.filter(role="advisor")
-        return field
+    def get_readonly_fields(self, request, obj=None):
+        # Advisor assignment goes through /staff/investors/ so it is audited; a role is fixed at creation.
+        if obj is None:
+            return self.readonly_fields
+        return (*self.readonly_fields, "role", "advisor")

@@ -52,9 +52,3 @@ class IsAdvisor(_HasRole):
 
 class IsAdminRole(_HasRole):
     roles = (Role.ADMIN,)
-
-
-class IsStaffRole(_HasRole):
-    """Advisors and admins."""
-
-    roles = (Role.ADVISOR, Role.ADMIN)

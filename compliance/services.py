@@ -11,7 +11,7 @@ from .rules import Proposal, RuleResult, default_rules, run_rules
 
 
 def recommendation_check(*, recommendation_id: int, subject_id: int, proposal: Proposal) -> list[Finding]:
-    """Run every rule and store one finding each; must run in the recommendation's transaction."""
+    """Run every rule and store one finding each, with its audit event, in the caller's transaction."""
     rules = default_rules(
         min_trade=settings.ADVISOR["MIN_TRADE_AMOUNT"], max_position_weight=settings.ADVISOR["MAX_POSITION_WEIGHT"]
     )

@@ -13,9 +13,10 @@ from .models import AuditEvent
 @role_required(Role.ADMIN)
 def audit_log(request: HttpRequest) -> HttpResponse:
     events = AuditEvent.objects.select_related("actor").order_by("-id")[:200]
-    count, broken = audit_verify() if request.GET.get("verify") else (None, None)
+    verified = "verify" in request.GET
+    count, broken = audit_verify() if verified else (None, None)
     return render(
         request,
         "compliance/audit_log.html",
-        {"events": events, "verified": request.GET.get("verify") is not None, "count": count, "broken": broken},
+        {"events": events, "verified": verified, "count": count, "broken": broken},
     )

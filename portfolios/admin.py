@@ -1,5 +1,7 @@
 from django.contrib import admin
 
+from advisor.admin_mixins import ReadOnlyAdminMixin
+
 from .models import Account, Asset, AssetClass, ModelPortfolio, OptimizationRun, PipelineRun, Recommendation
 
 
@@ -15,34 +17,28 @@ class AssetAdmin(admin.ModelAdmin):
 
 
 @admin.register(OptimizationRun)
-class OptimizationRunAdmin(admin.ModelAdmin):
+class OptimizationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "as_of", "status", "solver", "created_at", "data_hash")
-    readonly_fields = [f.name for f in OptimizationRun._meta.fields]
 
 
 @admin.register(ModelPortfolio)
-class ModelPortfolioAdmin(admin.ModelAdmin):
+class ModelPortfolioAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("run", "risk_level", "expected_return", "volatility")
 
 
 @admin.register(PipelineRun)
-class PipelineRunAdmin(admin.ModelAdmin):
+class PipelineRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("market_date", "status", "started_at", "finished_at")
-    readonly_fields = [f.name for f in PipelineRun._meta.fields]
 
 
 @admin.register(Account)
-class AccountAdmin(admin.ModelAdmin):
+class AccountAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "name", "owner", "account_type", "created_at")
-    readonly_fields = ("owner",)
 
 
 @admin.register(Recommendation)
-class RecommendationAdmin(admin.ModelAdmin):
-    """Read-only here: decisions go through the advisor pages so they are audited."""
+class RecommendationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Decisions go through the advisor pages so they are audited."""
 
     list_display = ("id", "account", "kind", "status", "market_date", "created_at")
     list_filter = ("status", "kind")
-
-    def has_change_permission(self, request, obj=None):
-        return False

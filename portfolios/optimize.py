@@ -29,11 +29,11 @@ class OptimizationError(ValueError):
 def risk_aversion_for_level(level: int) -> float:
     """Geometric from 64 at level 1 (near minimum variance) to 1 at level 10 (near maximum return).
 
-    Documented in docs/portfolio.md; each level halves... by a factor of 64**(1/9) ~ 1.59.
+    Each level divides the risk aversion by 64 ** (1/9), about 1.59. Documented in docs/portfolio.md.
     """
     if not 1 <= level <= 10:
         raise OptimizationError(f"Risk level must be 1-10, got {level}.")
-    return float(64.0 ** ((10 - level) / 9))
+    return round(float(64.0 ** ((10 - level) / 9)), 9)
 
 
 @dataclass(frozen=True)
@@ -96,10 +96,19 @@ class MeanVarianceProblem:
 
 
 def clean_weights(raw: np.ndarray, upper: np.ndarray) -> np.ndarray:
-    """Clip solver noise (tiny negatives, 1e-9 dust) and renormalize to sum to one."""
+    """Clip solver noise (tiny negatives, 1e-9 dust) and restore a sum of one without breaking a bound.
+
+    The mass removed is given back to the assets with room below their bound, in proportion to that room.
+    """
     weights = np.clip(raw, 0.0, upper)
     weights[weights < MIN_REPORTED_WEIGHT] = 0.0
-    return weights / weights.sum()
+    missing = 1.0 - weights.sum()
+    room = np.where(weights > 0, upper - weights, 0.0)
+    if missing > 0 and room.sum() > 0:
+        weights = weights + room * min(1.0, missing / room.sum())
+    elif missing < 0:
+        weights = weights * (1.0 / weights.sum())
+    return weights
 
 
 def minimum_variance_closed_form(sigma: np.ndarray) -> np.ndarray:

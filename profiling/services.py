@@ -5,6 +5,7 @@ from decimal import Decimal
 
 from django.db import transaction
 
+from advisor.errors import NotAllowedError
 from advisor.models import User
 from compliance.audit import audit_record
 
@@ -12,7 +13,7 @@ from .models import RiskProfile
 from .scoring import score_answers
 
 
-class ProfilingError(Exception):
+class ProfilingError(NotAllowedError):
     pass
 
 

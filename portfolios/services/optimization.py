@@ -27,12 +27,17 @@ class ModelPortfolioError(Exception):
     pass
 
 
-def decimal_weights(weights: np.ndarray) -> list[Decimal]:
-    """Floats from the optimizer to ``Decimal`` weights at 1e-6 that sum to exactly one."""
-    rounded = [Decimal(repr(float(w))).quantize(WEIGHT_STEP) for w in weights]
+def decimal_weights(weights: np.ndarray, upper: float) -> list[Decimal]:
+    """Floats from the optimizer to ``Decimal`` weights at 1e-6 that sum to exactly one.
+
+    The rounding residual (a few 1e-6) goes to the largest weight that stays within ``upper``.
+    """
+    cap = Decimal(repr(upper)).quantize(WEIGHT_STEP)
+    rounded = [min(Decimal(repr(float(w))).quantize(WEIGHT_STEP), cap) for w in weights]
     residual = Decimal(1) - sum(rounded, Decimal(0))
-    largest = max(range(len(rounded)), key=lambda i: rounded[i])
-    rounded[largest] += residual
+    order = sorted(range(len(rounded)), key=lambda i: rounded[i], reverse=True)
+    target = next((i for i in order if rounded[i] > 0 and rounded[i] + residual <= cap), order[0])
+    rounded[target] += residual
     return rounded
 
 
@@ -146,7 +151,11 @@ def model_portfolios_build(*, as_of: date) -> OptimizationRun:
                 ModelPortfolioWeight.objects.bulk_create(
                     [
                         ModelPortfolioWeight(portfolio=portfolio, asset=assets[t], weight=w)
-                        for t, w in zip(tickers, decimal_weights(solution.weights), strict=True)
+                        for t, w in zip(
+                            tickers,
+                            decimal_weights(solution.weights, settings.ADVISOR["MAX_ASSET_WEIGHT"]),
+                            strict=True,
+                        )
                         if w > 0
                     ]
                 )

@@ -7,8 +7,9 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
+from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -37,7 +38,10 @@ from .optimization import model_portfolios_build
 
 logger = logging.getLogger(__name__)
 PIPELINE_LOCK_KEY = 0x504950454C494E45  # "PIPELINE"
-OPEN_STATUSES = (RecommendationStatus.PENDING, RecommendationStatus.APPROVED)
+# An account with one of these waits for the advisor (or the broker) before it gets another.
+OPEN_STATUSES = (RecommendationStatus.PENDING, RecommendationStatus.BLOCKED, RecommendationStatus.APPROVED)
+# A run still "running" after this long is taken to have crashed and may be claimed again.
+STALE_AFTER = timedelta(hours=2)
 
 
 class PipelineBusyError(InvalidStateError):
@@ -62,16 +66,36 @@ def _exclusive(market_date: date) -> Iterator[None]:
             cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [PIPELINE_LOCK_KEY >> 32, market_date.toordinal()])
 
 
-def pipeline_run(*, market_date: date | None = None) -> PipelineRun:
-    """Run (or finish) the pipeline for a market date; safe to call again for the same date."""
+def _claim(market_date: date, *, rerun: bool) -> tuple[PipelineRun, bool]:
+    """The run row for the date, and whether this process now owns it (compare-and-set on its status)."""
+    run, created = PipelineRun.objects.get_or_create(market_date=market_date)
+    if created:
+        return run, True
+    if run.status == RunStatus.SUCCEEDED and not rerun:
+        return run, False
+    if run.status == RunStatus.RUNNING and run.started_at > timezone.now() - STALE_AFTER:
+        raise PipelineBusyError(f"A pipeline for {market_date} is already running (started {run.started_at}).")
+    claimed = PipelineRun.objects.filter(pk=run.pk, status=run.status, started_at=run.started_at).update(
+        status=RunStatus.RUNNING, started_at=timezone.now(), error=""
+    )
+    if not claimed:
+        raise PipelineBusyError(f"Another process claimed the pipeline for {market_date} first.")
+    return run, True
+
+
+def pipeline_run(*, market_date: date | None = None, rerun: bool = False) -> PipelineRun:
+    """Run (or finish) the pipeline for a market date; calling it again for the same date changes nothing.
+
+    ``rerun`` scans a finished date again, for accounts funded or profiled since: accounts that already have
+    a recommendation from this run are skipped (one per run and account).
+    """
     market_date = market_date or market_date_latest()
     if market_date is None:
         raise InvalidStateError("No prices are stored: run import_prices first.")
     with _exclusive(market_date):
-        run, _ = PipelineRun.objects.get_or_create(market_date=market_date)
-        if run.status == RunStatus.SUCCEEDED:
+        run, owned = _claim(market_date, rerun=rerun)
+        if not owned:
             return run
-        PipelineRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, error="")
         timings: dict[str, float] = {}
         counts: Counter[str] = Counter()
         failures: list[str] = []
@@ -82,6 +106,8 @@ def pipeline_run(*, market_date: date | None = None) -> PipelineRun:
             t0 = time.perf_counter()
             _recommend_all(run, optimization_run_id=optimization.pk, counts=counts, failures=failures)
             timings["accounts_seconds"] = round(time.perf_counter() - t0, 4)
+            if requeued := _requeue_approved():
+                counts["executions_requeued"] = requeued
         except Exception as exc:
             # Record why the run failed before letting the error reach Celery: never silently skipped.
             PipelineRun.objects.filter(pk=run.pk).update(
@@ -105,6 +131,16 @@ def pipeline_run(*, market_date: date | None = None) -> PipelineRun:
             )
         run.refresh_from_db()
         return run
+
+
+def _requeue_approved() -> int:
+    """Approved recommendations whose execution task was lost get it again (execution is idempotent)."""
+    from ..tasks import execute_recommendation
+
+    waiting = list(Recommendation.objects.filter(status=RecommendationStatus.APPROVED).values_list("pk", flat=True))
+    for recommendation_id in waiting:
+        transaction.on_commit(partial(execute_recommendation.delay, recommendation_id))
+    return len(waiting)
 
 
 def _recommend_all(run: PipelineRun, *, optimization_run_id: int, counts: Counter[str], failures: list[str]) -> None:

@@ -126,7 +126,7 @@ def order_fill(*, order_id: int) -> Fill | None:
     cost_rate: Decimal = settings.ADVISOR["TRADING_COST_RATE"]
     try:
         with transaction.atomic():
-            order = Order.objects.select_for_update().select_related("account", "asset").get(pk=order_id)
+            order = Order.objects.select_for_update(of=("self",)).select_related("account", "asset").get(pk=order_id)
             if order.status != OrderStatus.NEW:
                 return None
             # Serializes every cash and lot change of the account.

@@ -237,3 +237,61 @@ def test_blocking_finding_prevents_approval(funded_alice, carol, settings) -> No
         recommendation_approve(recommendation_id=rec.pk, advisor=carol)
     assert not Order.objects.exists()
     recommendation_reject(recommendation_id=rec.pk, advisor=carol, comment="Blocked by compliance")
+
+
+def test_a_fresh_running_run_is_busy_and_a_stale_one_is_reclaimed(funded_alice) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from portfolios.services.pipeline import PipelineBusyError
+
+    market_date = market_date_latest()
+    PipelineRun.objects.create(market_date=market_date, status=RunStatus.RUNNING)
+    with pytest.raises(PipelineBusyError, match="already running"):
+        pipeline_run(market_date=market_date)
+    assert not Recommendation.objects.exists()
+    PipelineRun.objects.filter(market_date=market_date).update(started_at=timezone.now() - timedelta(hours=3))
+    run = pipeline_run(market_date=market_date)
+    assert run.status == RunStatus.SUCCEEDED and Recommendation.objects.count() == 1
+
+
+def test_rerun_picks_up_accounts_funded_after_the_run(funded_alice, bob) -> None:  # type: ignore[no-untyped-def]
+    from portfolios.services.accounts import account_deposit, account_open
+    from profiling.services import profile_submit
+    from tests.factories import BALANCED_ANSWERS
+
+    first = pipeline_run()
+    profile_submit(investor=bob, answers=BALANCED_ANSWERS)
+    account_deposit(account=account_open(owner=bob), amount="20000", actor=bob)
+    assert pipeline_run().pk == first.pk and Recommendation.objects.count() == 1  # a finished run is left alone
+    again = pipeline_run(rerun=True)
+    assert again.pk == first.pk and again.counts["already_recommended"] == 1
+    assert Recommendation.objects.filter(account__owner=bob).count() == 1
+    assert Recommendation.objects.count() == 2
+
+
+def test_blocked_recommendation_waits_for_the_advisor(funded_alice, settings) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    settings.ADVISOR = {**settings.ADVISOR, "MAX_POSITION_WEIGHT": Decimal("0.05")}
+    pipeline_run()
+    next_day = pipeline_run(market_date=market_date_latest() - timedelta(days=1))
+    assert next_day.counts["awaiting_decision"] == 1 and Recommendation.objects.count() == 1
+
+
+def test_pipeline_requeues_approved_recommendations_whose_task_was_lost(
+    funded_alice, carol, eager_celery, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    pipeline_run()
+    rec = Recommendation.objects.get()
+    recommendation_approve(recommendation_id=rec.pk, advisor=carol)  # its on-commit dispatch is lost (never run)
+    rec.refresh_from_db()
+    assert rec.status == RecommendationStatus.APPROVED
+    with django_capture_on_commit_callbacks(execute=True):
+        run = pipeline_run(market_date=market_date_latest() - timedelta(days=1))
+    assert run.counts["executions_requeued"] == 1
+    rec.refresh_from_db()
+    assert rec.status == RecommendationStatus.EXECUTED

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from portfolios.estimation import EstimationError, estimate, estimation_window, snapshot_hash
@@ -127,3 +127,28 @@ def test_snapshot_hash_identifies_the_exact_prices() -> None:
     changed = wide.copy()
     changed.iloc[2, 0] = 3.000001
     assert snapshot_hash(changed) != snapshot_hash(wide)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.floats(min_value=-1e-7, max_value=0.35, allow_nan=False), min_size=4, max_size=16),
+)
+def test_cleaned_and_decimal_weights_never_break_their_bound_and_sum_to_one(raw: list[float]) -> None:
+    from decimal import Decimal
+
+    from portfolios.optimize import clean_weights
+    from portfolios.services.optimization import decimal_weights
+
+    # Solver output: feasible up to its tolerance (tiny negatives, bounds and sum off by ~1e-7).
+    weights = np.asarray(raw)
+    upper = np.full(len(raw), max(0.35, 1.0 / len(raw) + 0.01))
+    positive = weights.clip(0).sum()
+    assume(positive > 0.5)
+    weights = weights / positive
+    assume((weights <= upper + 1e-7).all())
+    cleaned = clean_weights(weights, upper)
+    assert cleaned.sum() == pytest.approx(1.0, abs=1e-9)
+    assert (cleaned <= upper + 1e-12).all() and (cleaned >= 0).all()
+    decimals = decimal_weights(cleaned, float(upper[0]))
+    assert sum(decimals) == Decimal(1)
+    assert all(Decimal(0) <= d <= Decimal(repr(float(upper[0]))).quantize(Decimal("0.000001")) for d in decimals)

@@ -232,3 +232,18 @@ def test_audit_log_is_read_only_even_for_admins_in_django_admin(world, client) -
     event = AuditEvent.objects.first()
     assert client.get(f"/django-admin/compliance/auditevent/{event.pk}/delete/").status_code == 403
     assert client.get("/django-admin/compliance/auditevent/add/").status_code == 403
+
+
+def test_audit_page_verifies_only_when_asked(world, client) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(world["erin"])
+    assert "Chain intact" not in client.get("/staff/audit/").content.decode()
+    page = client.get("/staff/audit/?verify=").content.decode()
+    assert f"Chain intact:</strong> {AuditEvent.objects.count()} events verified." in page
+
+
+def test_recommendations_cannot_be_deleted_in_django_admin(world, client) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(world["erin"])
+    rec = world["recommendation"]
+    assert client.get(f"/django-admin/portfolios/recommendation/{rec.pk}/delete/").status_code == 403
+    assert client.post(f"/django-admin/portfolios/recommendation/{rec.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert Recommendation.objects.filter(pk=rec.pk).exists()
