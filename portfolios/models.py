@@ -54,6 +54,8 @@ class Asset(models.Model):
     asset_class = models.ForeignKey(AssetClass, on_delete=models.PROTECT, related_name="assets")
     # The one fund per class that model portfolios hold.
     in_model_universe = models.BooleanField(default=False)
+    # What the fund holds that investors may exclude (universe.ESG_FLAGS); illustrative, see universe.py.
+    esg_flags = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["ticker"]

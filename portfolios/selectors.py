@@ -93,10 +93,10 @@ def holdings(account_ids: Iterable[int]) -> dict[int, dict[int, Decimal]]:
 
 
 def current_risk_levels(investor_ids: Iterable[int]) -> dict[int, int]:
-    """investor id -> risk level of their newest profile: one query."""
-    newest = RiskProfile.objects.filter(investor=OuterRef("investor")).order_by("-created_at", "-id")
+    """investor id -> effective risk level of their newest profile version: one query."""
+    newest = RiskProfile.objects.filter(investor=OuterRef("investor")).order_by("-version")
     rows = RiskProfile.objects.filter(investor_id__in=list(investor_ids), pk=Subquery(newest.values("pk")[:1]))
-    return dict(rows.values_list("investor_id", "risk_level"))
+    return dict(rows.values_list("investor_id", "effective_risk_level"))
 
 
 @dataclass

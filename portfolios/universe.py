@@ -28,6 +28,22 @@ ASSET_CLASSES: tuple[tuple[str, str, str, int], ...] = (
     ("cash", "Cash equivalents (T-bills)", "cash", 160),
 )
 
+# ESG exclusions an investor can choose, and which funds hold such companies or contracts.
+# ILLUSTRATIVE: assigned by hand from each fund's index methodology (broad equity and corporate-bond
+# indexes hold energy, defence and tobacco issuers; the commodity index holds energy futures), not from
+# a licensed ESG data provider. A deployment should load real screens.
+ESG_FLAGS: dict[str, str] = {
+    "fossil_fuels": "Fossil fuel producers",
+    "weapons": "Weapons and defence manufacturers",
+    "tobacco": "Tobacco",
+}
+_BROAD_EQUITY = ("fossil_fuels", "weapons", "tobacco")
+ESG_FLAGS_BY_TICKER: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(("VTI", "SPY", "IVV", "IJR", "IWM", "VB", "VEA", "EFA", "VWO", "EEM"), _BROAD_EQUITY),
+    **dict.fromkeys(("LQD", "HYG"), ("fossil_fuels", "weapons")),
+    "DBC": ("fossil_fuels",),
+}
+
 # ticker, name, class code, held by model portfolios
 ASSETS: tuple[tuple[str, str, str, bool], ...] = (
     ("VTI", "Vanguard Total Stock Market ETF", "us_large", True),
@@ -67,6 +83,7 @@ def seed_universe(asset_class_model: Any, asset_model: Any) -> None:
             code=code, defaults={"name": name, "kind": kind, "display_order": order}
         )
     for ticker, name, class_code, in_model in ASSETS:
-        asset_model.objects.update_or_create(
-            ticker=ticker, defaults={"name": name, "asset_class": classes[class_code], "in_model_universe": in_model}
-        )
+        defaults = {"name": name, "asset_class": classes[class_code], "in_model_universe": in_model}
+        if any(f.name == "esg_flags" for f in asset_model._meta.get_fields()):
+            defaults["esg_flags"] = list(ESG_FLAGS_BY_TICKER.get(ticker, ()))
+        asset_model.objects.update_or_create(ticker=ticker, defaults=defaults)

@@ -1,31 +1,36 @@
-"""The risk questionnaire and its scoring, as pure functions (no Django).
+"""Risk questionnaires and their scoring, as pure functions (no Django).
 
-Scoring, documented in ``docs/scoring.md``:
+A questionnaire is a versioned definition (``profiling/questionnaires/<version>.json``,
+loaded into the database by a migration and never changed afterwards): sections of
+questions, each question in one dimension with a weight, each choice with points
+from 0 (most cautious) to 4 (most risk-bearing). Scoring, documented in ``docs/scoring.md``:
 
-* Every question belongs to one dimension: **tolerance** (willingness to take
-  risk) or **capacity** (ability to bear losses). Each choice carries points
-  from 0 (most cautious) to 4 (most risk-bearing), and a question weight.
-* A dimension's score is ``100 * sum(weight * points) / sum(weight * 4)``,
-  so both scores run from 0 to 100.
-* A score maps to a level with ``level(score) = min(10, 1 + floor(score / 10))``
-  (0-9.99 -> 1, 10-19.99 -> 2, ..., 90-100 -> 10).
-* **Capacity caps tolerance**: the risk level is ``min(level(tolerance),
-  level(capacity))``. Someone eager for risk who cannot afford a loss is
-  placed at the level their capacity allows, and vice versa.
+* **tolerance** (willingness) and **capacity** (ability) scores are each
+  ``100 * sum(weight * points) / sum(weight * 4)`` over that dimension's questions: 0 to 100;
+* a score maps to a level with ``level(score) = min(10, 1 + floor(score / 10))``;
+* an optional cap on capacity (near goals, see ``profiling/horizon.py``) lowers the capacity level;
+* **capacity caps tolerance**: ``risk_level = min(tolerance_level, capacity_level)``.
 
-Because every piece is non-decreasing in each answer's points, a more
-risk-bearing answer never lowers the risk level.
+Every piece is non-decreasing in each answer's points, so a more risk-bearing
+answer never lowers either score or the level.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cache
+from pathlib import Path
+from typing import Any
 
-QUESTIONNAIRE_VERSION = "2026.1"
+DEFINITIONS_DIR = Path(__file__).resolve().parent / "questionnaires"
+DEFAULT_VERSION = "2026.2"
+SHIPPED_VERSIONS = ("2026.1", "2026.2")
 MAX_POINTS = 4
+NEUTRAL_POINTS = 2
 
 
 class Dimension(StrEnum):
@@ -55,118 +60,74 @@ class Question:
         raise KeyError(key)
 
 
-def _choices(*items: tuple[str, str, int]) -> tuple[Choice, ...]:
-    return tuple(Choice(key, label, points) for key, label, points in items)
+@dataclass(frozen=True)
+class Section:
+    key: str
+    title: str
+    questions: tuple[Question, ...]
 
 
-QUESTIONS: tuple[Question, ...] = (
-    Question(
-        "horizon",
-        "When will you need to start drawing on most of this money?",
-        Dimension.CAPACITY,
-        3,
-        _choices(
-            ("lt3", "Within 3 years", 0),
-            ("3to5", "In 3 to 5 years", 1),
-            ("5to10", "In 5 to 10 years", 2),
-            ("10to20", "In 10 to 20 years", 3),
-            ("gt20", "In more than 20 years", 4),
-        ),
-    ),
-    Question(
-        "age",
-        "How old are you?",
-        Dimension.CAPACITY,
-        2,
-        _choices(
-            ("gt70", "70 or older", 0),
-            ("60to69", "60 to 69", 1),
-            ("45to59", "45 to 59", 2),
-            ("30to44", "30 to 44", 3),
-            ("lt30", "Under 30", 4),
-        ),
-    ),
-    Question(
-        "income_stability",
-        "How stable is your income over the next few years?",
-        Dimension.CAPACITY,
-        2,
-        _choices(
-            ("none", "I have no regular income", 0),
-            ("unstable", "Uncertain: it could stop or fall sharply", 1),
-            ("variable", "Variable, such as commissions or freelance work", 2),
-            ("stable", "Stable salary or pension", 3),
-            ("very_stable", "Very secure, with more than one source", 4),
-        ),
-    ),
-    Question(
-        "emergency_savings",
-        "Apart from this investment, how many months of expenses do you hold in cash?",
-        Dimension.CAPACITY,
-        2,
-        _choices(
-            ("none", "None", 0),
-            ("lt3", "Less than 3 months", 1),
-            ("3to6", "3 to 6 months", 2),
-            ("6to12", "6 to 12 months", 3),
-            ("gt12", "More than 12 months", 4),
-        ),
-    ),
-    Question(
-        "fall_reaction",
-        "Your portfolio falls 20% in a few months. What do you do?",
-        Dimension.TOLERANCE,
-        3,
-        _choices(
-            ("sell_all", "Sell everything to stop further losses", 0),
-            ("sell_some", "Sell part of it", 1),
-            ("hold", "Do nothing and wait", 2),
-            ("rebalance", "Rebalance back to my target", 3),
-            ("buy_more", "Invest more while prices are low", 4),
-        ),
-    ),
-    Question(
-        "experience",
-        "How much experience do you have with investing in stocks or funds?",
-        Dimension.TOLERANCE,
-        1,
-        _choices(
-            ("none", "None", 0),
-            ("little", "A little: savings accounts or a pension I do not manage", 1),
-            ("some", "Some: I have held funds for a few years", 2),
-            ("good", "Good: I have invested through at least one market crash", 3),
-            ("extensive", "Extensive: I manage a diversified portfolio myself", 4),
-        ),
-    ),
-    Question(
-        "objective",
-        "Which best describes your goal for this money?",
-        Dimension.TOLERANCE,
-        2,
-        _choices(
-            ("preserve", "Keep its value; avoid any loss", 0),
-            ("income", "Steady income with little fluctuation", 1),
-            ("balanced", "A balance of growth and stability", 2),
-            ("growth", "Growth, accepting ups and downs", 3),
-            ("max_growth", "Maximum growth, accepting large swings", 4),
-        ),
-    ),
-    Question(
-        "trade_off",
-        "Which would you choose for a $10,000 investment over one year?",
-        Dimension.TOLERANCE,
-        2,
-        _choices(
-            ("sure", "A sure gain of $300", 0),
-            ("small_range", "Between -$500 and +$1,000", 1),
-            ("medium_range", "Between -$1,500 and +$2,500", 2),
-            ("wide_range", "Between -$3,000 and +$4,500", 3),
-            ("widest_range", "Between -$4,500 and +$7,000", 4),
-        ),
-    ),
-)
+@dataclass(frozen=True)
+class Definition:
+    version: str
+    title: str
+    sections: tuple[Section, ...]
 
-QUESTIONS_BY_KEY: dict[str, Question] = {q.key: q for q in QUESTIONS}
+    @property
+    def questions(self) -> tuple[Question, ...]:
+        return tuple(q for s in self.sections for q in s.questions)
+
+    def question(self, key: str) -> Question:
+        for q in self.questions:
+            if q.key == key:
+                return q
+        raise KeyError(key)
+
+
+class DefinitionError(ValueError):
+    pass
+
+
+def definition_from_json(data: Mapping[str, Any]) -> Definition:
+    """Build and check a definition: unique keys, points 0-4, both dimensions present."""
+    try:
+        sections = tuple(
+            Section(
+                key=s["key"],
+                title=s["title"],
+                questions=tuple(
+                    Question(
+                        key=q["key"],
+                        text=q["text"],
+                        dimension=Dimension(q["dimension"]),
+                        weight=int(q["weight"]),
+                        choices=tuple(Choice(c["key"], c["label"], int(c["points"])) for c in q["choices"]),
+                    )
+                    for q in s["questions"]
+                ),
+            )
+            for s in data["sections"]
+        )
+        definition = Definition(version=str(data["version"]), title=str(data["title"]), sections=sections)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DefinitionError(f"malformed questionnaire definition: {exc!r}") from exc
+    keys = [q.key for q in definition.questions]
+    if len(keys) != len(set(keys)):
+        raise DefinitionError("question keys must be unique")
+    for q in definition.questions:
+        if q.weight <= 0 or not q.choices or any(not 0 <= c.points <= MAX_POINTS for c in q.choices):
+            raise DefinitionError(f"question {q.key}: weight must be positive and points within 0-{MAX_POINTS}")
+    if {q.dimension for q in definition.questions} != set(Dimension):
+        raise DefinitionError("a questionnaire needs both tolerance and capacity questions")
+    return definition
+
+
+@cache
+def load_definition(version: str = DEFAULT_VERSION) -> Definition:
+    """A shipped definition, read from its JSON file."""
+    if version not in SHIPPED_VERSIONS:
+        raise DefinitionError(f"unknown questionnaire version {version!r}")
+    return definition_from_json(json.loads((DEFINITIONS_DIR / f"{version}.json").read_text()))
 
 
 class InvalidAnswersError(ValueError):
@@ -179,7 +140,7 @@ class InvalidAnswersError(ValueError):
 
 @dataclass(frozen=True)
 class Driver:
-    """How one answer moved its dimension's score, relative to a neutral (2-point) answer."""
+    """How one answer moved its dimension's score, relative to a middle (2-point) answer."""
 
     question: str
     dimension: Dimension
@@ -197,15 +158,16 @@ class ScoreResult:
     tolerance_score: float
     capacity_score: float
     tolerance_level: int
-    capacity_level: int
+    capacity_level: int  # after any cap
     risk_level: int
     limited_by: Dimension
     drivers: tuple[Driver, ...]
+    capacity_cap: int | None = None
 
 
-def validate_answers(answers: Mapping[str, str]) -> None:
+def validate_answers(definition: Definition, answers: Mapping[str, str]) -> None:
     errors: dict[str, str] = {}
-    for question in QUESTIONS:
+    for question in definition.questions:
         value = answers.get(question.key)
         if value in (None, ""):
             errors[question.key] = "This question must be answered."
@@ -215,8 +177,9 @@ def validate_answers(answers: Mapping[str, str]) -> None:
         except KeyError:
             allowed = ", ".join(c.key for c in question.choices)
             errors[question.key] = f"'{value}' is not a valid choice (one of: {allowed})."
+    known = {q.key for q in definition.questions}
     for key in answers:
-        if key not in QUESTIONS_BY_KEY:
+        if key not in known:
             errors[key] = "Unknown question."
     if errors:
         raise InvalidAnswersError(errors)
@@ -228,31 +191,36 @@ def level_from_score(score: float) -> int:
     return min(10, 1 + math.floor(bounded / 10))
 
 
-def _dimension_score(answers: Mapping[str, str], dimension: Dimension) -> float:
-    questions = [q for q in QUESTIONS if q.dimension is dimension]
+def _dimension_score(definition: Definition, answers: Mapping[str, str], dimension: Dimension) -> float:
+    questions = [q for q in definition.questions if q.dimension is dimension]
     total_weight = sum(q.weight for q in questions)
     points = sum(q.weight * q.choice(answers[q.key]).points for q in questions)
     return round(100.0 * points / (total_weight * MAX_POINTS), 2)
 
 
-def score_answers(answers: Mapping[str, str]) -> ScoreResult:
-    validate_answers(answers)
-    tolerance = _dimension_score(answers, Dimension.TOLERANCE)
-    capacity = _dimension_score(answers, Dimension.CAPACITY)
+def score_answers(
+    definition: Definition, answers: Mapping[str, str], *, capacity_cap: int | None = None
+) -> ScoreResult:
+    """Score a complete, valid response; ``capacity_cap`` (1-10) lowers the capacity level when set."""
+    validate_answers(definition, answers)
+    tolerance = _dimension_score(definition, answers, Dimension.TOLERANCE)
+    capacity = _dimension_score(definition, answers, Dimension.CAPACITY)
     tolerance_level = level_from_score(tolerance)
     capacity_level = level_from_score(capacity)
+    if capacity_cap is not None:
+        capacity_level = min(capacity_level, capacity_cap)
     limited_by = Dimension.CAPACITY if capacity_level < tolerance_level else Dimension.TOLERANCE
     drivers = []
     for dimension in Dimension:
-        questions = [q for q in QUESTIONS if q.dimension is dimension]
+        questions = [q for q in definition.questions if q.dimension is dimension]
         scale = 100.0 / (sum(q.weight for q in questions) * MAX_POINTS)
         for q in questions:
             choice = q.choice(answers[q.key])
-            effect = round(q.weight * (choice.points - MAX_POINTS / 2) * scale, 2)
+            effect = round(q.weight * (choice.points - NEUTRAL_POINTS) * scale, 2)
             drivers.append(Driver(q.key, dimension, choice.key, effect))
     drivers.sort(key=lambda d: -abs(d.effect))
     return ScoreResult(
-        version=QUESTIONNAIRE_VERSION,
+        version=definition.version,
         tolerance_score=tolerance,
         capacity_score=capacity,
         tolerance_level=tolerance_level,
@@ -260,4 +228,5 @@ def score_answers(answers: Mapping[str, str]) -> ScoreResult:
         risk_level=min(tolerance_level, capacity_level),
         limited_by=limited_by,
         drivers=tuple(drivers),
+        capacity_cap=capacity_cap,
     )

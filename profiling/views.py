@@ -1,42 +1,87 @@
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Any
+
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
 
-from advisor.models import Role
+from advisor.errors import DomainError
+from advisor.models import Role, User
 from advisor.permissions import role_required
+from portfolios.models import ModelPortfolio
 from portfolios.selectors import model_portfolio_for
+from portfolios.universe import ESG_FLAGS
 
 from .forms import QuestionnaireForm
-from .scoring import QUESTIONS_BY_KEY
-from .selectors import profile_current, profile_history
-from .services import profile_submit
+from .models import Goal, GoalType, LiquidityNeed, RiskProfile
+from .scoring import Definition
+from .selectors import (
+    behavior_events_for,
+    behavior_score_latest,
+    goals_for,
+    profile_current,
+    profile_history,
+    segment_current,
+)
+from .services import (
+    goal_create,
+    goal_deactivate,
+    preferences_update,
+    profile_confirm,
+    profile_override,
+    profile_review,
+    profile_submit,
+    questionnaire_definition,
+    questionnaire_get,
+)
+from .services.goals import ACCOUNT_TYPES, preferences_current
+
+Z_95 = Decimal("1.645")  # one-sided 95% point of the normal distribution
+
+
+def _user(request: HttpRequest) -> User:
+    return request.user  # type: ignore[return-value]
 
 
 @role_required(Role.INVESTOR)
 @require_http_methods(["GET", "POST"])
 def questionnaire(request: HttpRequest) -> HttpResponse:
-    current = profile_current(investor=request.user)  # type: ignore[arg-type]
-    initial = current.answers if current else None
-    form = QuestionnaireForm(request.POST or None, initial=initial)
+    q = questionnaire_get()
+    definition = questionnaire_definition(q)
+    current = profile_current(investor=_user(request))
+    initial = current.answers if current and current.questionnaire_version == q.version else None
+    form = QuestionnaireForm(request.POST or None, initial=initial, definition=definition)
     if request.method == "POST" and form.is_valid():
-        profile_submit(investor=request.user, answers=form.cleaned_data)  # type: ignore[arg-type]
-        messages.success(request, "Your risk profile is scored.")
+        profile = profile_submit(investor=_user(request), answers=form.cleaned_data, version=q.version)
+        if profile.flags:
+            messages.warning(request, "Some of your answers contradict each other: please confirm them below.")
+        else:
+            messages.success(request, "Your risk profile is scored.")
         return redirect("profile-result")
-    return render(request, "profiling/questionnaire.html", {"form": form}, status=400 if form.errors else 200)
+    return render(
+        request,
+        "profiling/questionnaire.html",
+        {"form": form, "definition": definition},
+        status=400 if form.errors else 200,
+    )
 
 
-@role_required(Role.INVESTOR)
-def result(request: HttpRequest) -> HttpResponse:
-    profile = profile_current(investor=request.user)  # type: ignore[arg-type]
-    if profile is None:
-        return redirect("questionnaire")
-    drivers = []
+def explain_level(portfolio: ModelPortfolio | None) -> dict[str, Decimal] | None:
+    """A one-year range of returns for the level's model portfolio (normal approximation)."""
+    if portfolio is None:
+        return None
+    mu, sigma = portfolio.expected_return, portfolio.volatility
+    return {"expected": mu, "low": mu - Z_95 * sigma, "high": mu + Z_95 * sigma, "bad_year": mu - Z_95 * sigma}
+
+
+def drivers_for(profile: RiskProfile, definition: Definition) -> list[dict[str, Any]]:
+    rows = []
     for d in profile.drivers:
-        question = QUESTIONS_BY_KEY[d["question"]]
-        drivers.append(
+        question = definition.question(d["question"])
+        rows.append(
             {
                 "question": question.text,
                 "answer": question.choice(d["answer"]).label,
@@ -44,14 +89,184 @@ def result(request: HttpRequest) -> HttpResponse:
                 "effect": float(d["effect"]),
             }
         )
-    portfolio = model_portfolio_for(risk_level=profile.risk_level)
+    return rows
+
+
+@role_required(Role.INVESTOR)
+def result(request: HttpRequest) -> HttpResponse:
+    profile = profile_current(investor=_user(request))
+    if profile is None:
+        return redirect("questionnaire")
+    definition = questionnaire_definition(profile.questionnaire or questionnaire_get(profile.questionnaire_version))
+    portfolio = model_portfolio_for(risk_level=profile.effective_risk_level)
     return render(
         request,
         "profiling/result.html",
         {
             "profile": profile,
-            "drivers": drivers,
+            "drivers": drivers_for(profile, definition),
             "portfolio": portfolio,
-            "history": profile_history(investor=request.user)[1:6],  # type: ignore[arg-type]
+            "outlook": explain_level(portfolio),
         },
     )
+
+
+@require_POST
+@role_required(Role.INVESTOR)
+def confirm(request: HttpRequest, pk: int) -> HttpResponse:
+    get_object_or_404(RiskProfile, pk=pk, investor=_user(request))
+    try:
+        profile_confirm(investor=_user(request), profile_id=pk)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Thank you: your answers are confirmed. Your advisor will review them with you.")
+    return redirect("profile-result")
+
+
+@role_required(Role.INVESTOR)
+def history(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "profiling/history.html",
+        {"profiles": profile_history(investor=_user(request)), "events": behavior_events_for(investor=_user(request))},
+    )
+
+
+@role_required(Role.INVESTOR)
+@require_http_methods(["GET", "POST"])
+def goals(request: HttpRequest) -> HttpResponse:
+    errors: dict[str, Any] = {}
+    if request.method == "POST":
+        try:
+            goal_create(investor=_user(request), data=request.POST)
+        except DomainError as exc:
+            errors = exc.fields
+        else:
+            messages.success(request, "Goal added.")
+            return redirect("goals")
+    return render(
+        request,
+        "profiling/goals.html",
+        {
+            "goals": goals_for(investor=_user(request)),
+            "goal_types": GoalType.choices,
+            "accounts": _user(request).accounts.all(),
+            "errors": errors,
+            "data": request.POST,
+            "profile": profile_current(investor=_user(request)),
+        },
+        status=400 if errors else 200,
+    )
+
+
+@require_POST
+@role_required(Role.INVESTOR)
+def goal_remove(request: HttpRequest, pk: int) -> HttpResponse:
+    get_object_or_404(Goal, pk=pk, investor=_user(request), is_active=True)
+    try:
+        goal_deactivate(investor=_user(request), goal_id=pk)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Goal removed.")
+    return redirect("goals")
+
+
+@role_required(Role.INVESTOR)
+@require_http_methods(["GET", "POST"])
+def preferences(request: HttpRequest) -> HttpResponse:
+    errors: dict[str, Any] = {}
+    if request.method == "POST":
+        data = {
+            "esg_exclusions": request.POST.getlist("esg_exclusions"),
+            "account_types": request.POST.getlist("account_types"),
+            "marginal_tax_rate": request.POST.get("marginal_tax_rate", ""),
+            "liquidity_need": request.POST.get("liquidity_need", ""),
+        }
+        try:
+            preferences_update(investor=_user(request), data=data)
+        except DomainError as exc:
+            errors = exc.fields
+        else:
+            messages.success(request, "Preferences saved.")
+            return redirect("preferences")
+    return render(
+        request,
+        "profiling/preferences.html",
+        {
+            "current": preferences_current(_user(request)),
+            "esg_flags": ESG_FLAGS.items(),
+            "account_types": ACCOUNT_TYPES,
+            "liquidity_needs": LiquidityNeed.choices,
+            "errors": errors,
+        },
+        status=400 if errors else 200,
+    )
+
+
+@role_required(Role.ADVISOR, Role.ADMIN)
+def client(request: HttpRequest, pk: int) -> HttpResponse:
+    """An advisor's view of one client: scores, flags, history, behaviour, segment; override and review."""
+    user = _user(request)
+    clients = User.objects.filter(role=Role.INVESTOR)
+    if user.role == Role.ADVISOR:
+        clients = clients.filter(advisor=user)
+    investor = get_object_or_404(clients, pk=pk)
+    profile = profile_current(investor=investor)
+    definition = (
+        questionnaire_definition(profile.questionnaire or questionnaire_get(profile.questionnaire_version))
+        if profile
+        else None
+    )
+    return render(
+        request,
+        "profiling/client.html",
+        {
+            "client": investor,
+            "profile": profile,
+            "drivers": drivers_for(profile, definition) if profile and definition else [],
+            "history": profile_history(investor=investor),
+            "events": behavior_events_for(investor=investor),
+            "behavior_score": behavior_score_latest(investor=investor),
+            "segment": segment_current(investor=investor),
+            "goals": goals_for(investor=investor),
+            "preferences": preferences_current(investor),
+            "can_act": user.role == Role.ADVISOR,
+            "levels": range(1, 11),
+        },
+    )
+
+
+@require_POST
+@role_required(Role.ADVISOR)
+def client_override(request: HttpRequest, pk: int) -> HttpResponse:
+    investor = get_object_or_404(User.objects.filter(role=Role.INVESTOR, advisor=_user(request)), pk=pk)
+    try:
+        profile_override(
+            advisor=_user(request),
+            investor=investor,
+            risk_level=request.POST.get("risk_level", ""),
+            reason=request.POST.get("reason", ""),
+        )
+    except DomainError as exc:
+        messages.error(request, " ".join(str(v) for v in exc.fields.values()) or exc.message)
+    else:
+        messages.success(request, "Risk level overridden; the change is in the profile history and the audit log.")
+    return redirect("advisor-client", pk=pk)
+
+
+@require_POST
+@role_required(Role.ADVISOR)
+def client_review(request: HttpRequest, pk: int) -> HttpResponse:
+    investor = get_object_or_404(User.objects.filter(role=Role.INVESTOR, advisor=_user(request)), pk=pk)
+    profile = profile_current(investor=investor)
+    try:
+        if profile is None:
+            raise DomainError("Nothing to review.")
+        profile_review(advisor=_user(request), profile_id=profile.pk, comment=request.POST.get("comment", ""))
+    except DomainError as exc:
+        messages.error(request, " ".join(str(v) for v in exc.fields.values()) or exc.message)
+    else:
+        messages.success(request, "Profile reviewed: recommendations for this client can be approved again.")
+    return redirect("advisor-client", pk=pk)

@@ -32,13 +32,23 @@ class AdminFactory(UserFactory):
     is_superuser = True
 
 
+# A consistent, middle-of-the-road response to the default questionnaire (2026.2).
 BALANCED_ANSWERS = {
-    "horizon": "10to20",
     "age": "30to44",
+    "dependents": "one",
+    "income": "60to120k",
     "income_stability": "stable",
     "emergency_savings": "3to6",
-    "fall_reaction": "hold",
+    "invested_share": "25to50",
+    "liquidity_3y": "little",
+    "horizon": "10to20",
+    "knowledge": "moderate",
     "experience": "some",
+    "past_downturn": "held",
     "objective": "balanced",
+    "fall_10": "hold",
+    "fall_20": "hold",
+    "fall_35": "hold",
+    "sure_gain": "even",
     "trade_off": "medium_range",
 }

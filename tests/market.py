@@ -10,6 +10,8 @@ import pandas as pd
 
 from portfolios.models import Asset, AssetClass, Price
 from portfolios.universe import seed_universe
+from profiling.install import install_questionnaires
+from profiling.models import Questionnaire
 
 DATA = Path(__file__).resolve().parent.parent / "portfolios" / "data" / "etf_prices.csv.gz"
 TEST_YEARS = 4  # tests estimate from 3 years (settings override in conftest); keep a margin
@@ -24,7 +26,11 @@ def _frame() -> pd.DataFrame:
 
 
 def load_market_data() -> None:
-    """Seed the universe and the last few years of prices, unless already there (idempotent)."""
+    """Seed the universe, the questionnaires and the last few years of prices, unless there (idempotent).
+
+    Migrations seed the first two; a transactional test's flush removes them, so they are re-seeded here.
+    """
+    install_questionnaires(Questionnaire)
     if not Asset.objects.exists() or not AssetClass.objects.exists():
         seed_universe(AssetClass, Asset)
     if Price.objects.exists():

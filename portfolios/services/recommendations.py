@@ -12,6 +12,7 @@ from advisor.errors import InvalidInputError, InvalidStateError, NotAllowedError
 from advisor.models import User
 from compliance.audit import audit_record
 from compliance.models import Severity
+from profiling.selectors import profile_current
 
 from ..access import can_decide
 from ..models import (
@@ -54,6 +55,11 @@ def recommendation_approve(*, recommendation_id: int, advisor: User, comment: st
         recommendation = _locked(recommendation_id)
         if not can_decide(advisor, recommendation):
             raise NotAllowedError("Only the investor's assigned advisor can approve this recommendation.")
+        profile = profile_current(investor=recommendation.account.owner)
+        if profile is not None and profile.needs_advisor_review:
+            raise InvalidStateError(
+                "The investor's answers are flagged as inconsistent: review the profile before approving."
+            )
         if recommendation.findings.filter(severity=Severity.BLOCK).exists():
             raise InvalidStateError("Compliance blocked this recommendation; it cannot be approved.")
         if recommendation.status != RecommendationStatus.PENDING:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from profiling.scoring import QUESTIONS, score_answers
+from profiling.scoring import load_definition, score_answers
 from tests.factories import BALANCED_ANSWERS, PASSWORD, AdminFactory, AdvisorFactory
 
 if TYPE_CHECKING:
@@ -139,8 +139,9 @@ def test_investor_journey(
     assert market_date is not None, "market_data fixture loaded no prices"
     model_portfolios_build(as_of=market_date)  # the result page shows the target portfolio
 
-    assert set(BALANCED_ANSWERS) == {q.key for q in QUESTIONS}, "answers must cover every question"
-    expected_level = score_answers(BALANCED_ANSWERS).risk_level
+    definition = load_definition()
+    assert set(BALANCED_ANSWERS) == {q.key for q in definition.questions}, "answers must cover every question"
+    expected_level = score_answers(definition, BALANCED_ANSWERS).risk_level
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     base = live_server.url  # type: ignore[attr-defined]
@@ -173,7 +174,7 @@ def test_investor_journey(
         # 2. The questionnaire: click the label of the chosen answer to every question.
         expect(page).to_have_url(re.compile(r"/profile/questionnaire/$"))
         expect(page.locator(".messages")).to_contain_text("Welcome to Advisor")
-        for question in QUESTIONS:
+        for question in definition.questions:
             label = question.choice(BALANCED_ANSWERS[question.key]).label
             fieldset = page.locator(f"fieldset#q-{question.key}")
             fieldset.locator("label").filter(has_text=re.compile(rf"^\s*{re.escape(label)}\s*$")).click()

@@ -178,7 +178,14 @@ def test_a_second_rebalance_sells_before_it_buys(
         recommendation_approve(recommendation_id=first.pk, advisor=carol)
     # Alice becomes far more cautious: her target changes and the account drifts beyond the band.
     cautious = dict(funded_alice.risk_profiles.get().answers.items())
-    cautious.update(fall_reaction="sell_all", objective="preserve", trade_off="sure", horizon="lt3")
+    cautious.update(
+        fall_10="sell_all",
+        fall_20="sell_all",
+        fall_35="sell_all",
+        objective="preserve",
+        trade_off="sure",
+        horizon="lt3",
+    )
     profile_submit(investor=funded_alice, answers=cautious)
     from datetime import timedelta
 

@@ -78,11 +78,13 @@ def test_questionnaire_scores_and_history(client, alice) -> None:  # type: ignor
     created = client.post("/api/profile/", {"answers": BALANCED_ANSWERS}, content_type="application/json")
     assert created.status_code == 201
     body = created.json()
-    assert 1 <= body["risk_level"] <= 10 and body["questionnaire_version"] == "2026.1"
+    assert 1 <= body["risk_level"] <= 10 and body["questionnaire_version"] == "2026.2"
     assert client.get("/api/profile/").json()["id"] == body["id"]
     assert [p["id"] for p in client.get("/api/profile/history/").json()] == [body["id"]]
-    questions = client.get("/api/questionnaire/").json()["questions"]
-    assert {q["key"] for q in questions} == set(BALANCED_ANSWERS)
+    versions = client.get("/api/questionnaires/").json()
+    assert [(v["version"], v["is_default"]) for v in versions] == [("2026.1", False), ("2026.2", True)]
+    sections = client.get("/api/questionnaires/2026.2/").json()["definition"]["sections"]
+    assert {q["key"] for s in sections for q in s["questions"]} == set(BALANCED_ANSWERS)
 
 
 def test_decisions_through_the_api(client, funded_alice, carol) -> None:  # type: ignore[no-untyped-def]

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db
 class Rule:
     method: str  # "get" or "post"
     allowed: tuple[str, ...]  # roles that may use it: "anon", "investor", "advisor", "admin"
-    owned: str = ""  # "account" or "recommendation" when the URL names Alice's object
+    owned: str = ""  # "account", "recommendation", "profile", "goal" or "client" when the URL names Alice's
 
 
 PUBLIC = ("anon", "investor", "advisor", "admin")
@@ -40,6 +40,23 @@ ACCESS: dict[str, Rule] = {
     "password_reset_complete": Rule("get", PUBLIC),
     "api-token": Rule("post", PUBLIC),
     "questionnaire": Rule("get", ("investor",)),
+    "profile-confirm": Rule("post", ("investor",), owned="profile"),
+    "profile-history": Rule("get", ("investor",)),
+    "goals": Rule("get", ("investor",)),
+    "goal-remove": Rule("post", ("investor",), owned="goal"),
+    "preferences": Rule("get", ("investor",)),
+    "advisor-client": Rule("get", ("advisor", "admin"), owned="client"),
+    "advisor-client-override": Rule("post", ("advisor",), owned="client"),
+    "advisor-client-review": Rule("post", ("advisor",), owned="client"),
+    "api-questionnaires": Rule("get", ANYONE),
+    "api-profile-confirm": Rule("post", ("investor",), owned="profile"),
+    "api-goals": Rule("get", ("investor",)),
+    "api-goal": Rule("get", ("investor",), owned="goal"),
+    "api-preferences": Rule("get", ("investor",)),
+    "api-behavior-events": Rule("get", ANYONE),
+    "api-client-profile": Rule("get", ("advisor", "admin"), owned="client"),
+    "api-client-override": Rule("post", ("advisor",), owned="client"),
+    "api-client-review": Rule("post", ("advisor",), owned="client"),
     "profile-result": Rule("get", ("investor",)),
     "dashboard": Rule("get", ("investor",)),
     "deposit": Rule("post", ("investor",), owned="account"),
@@ -95,11 +112,25 @@ def test_every_url_is_classified() -> None:
 @pytest.fixture
 def world(funded_alice, bob, carol, dave, erin):  # type: ignore[no-untyped-def]
     """Alice (Carol's client) has an account and a pending recommendation; Bob, Dave and Erin are outsiders."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
     from portfolios.services.accounts import account_open
+    from profiling.services import goal_create, preferences_update
 
     account_open(owner=bob)
+    preferences_update(
+        investor=funded_alice,
+        data={"esg_exclusions": [], "account_types": ["taxable"], "marginal_tax_rate": "0.24", "liquidity_need": "low"},
+    )
     pipeline_run()
     recommendation = Recommendation.objects.get(account__owner=funded_alice)
+    goal = goal_create(
+        investor=funded_alice,
+        data={"goal_type": "retirement", "name": "Retire", "target_amount": "500000",
+              "target_date": (timezone.localdate() + timedelta(days=9000)).isoformat()},
+    )  # fmt: skip
     return {
         "alice": funded_alice,
         "bob": bob,
@@ -108,11 +139,16 @@ def world(funded_alice, bob, carol, dave, erin):  # type: ignore[no-untyped-def]
         "erin": erin,
         "account": recommendation.account,
         "recommendation": recommendation,
+        "profile": funded_alice.risk_profiles.order_by("-version").first(),
+        "goal": goal,
+        "client": funded_alice,
     }
 
 
 def url_for(name: str, world: dict[str, object]) -> str:
     rule = ACCESS[name]
+    if name == "api-questionnaire":
+        return reverse(name, kwargs={"version": "2026.2"})
     if name == "password_reset_confirm":
         return reverse(name, kwargs={"uidb64": "MQ", "token": "set-password"})
     if name == "staff-assign-advisor":

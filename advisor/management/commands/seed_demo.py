@@ -14,13 +14,22 @@ from profiling.selectors import profile_current
 from profiling.services import profile_submit
 
 DEMO_ANSWERS = {
-    "horizon": "10to20",
     "age": "30to44",
+    "dependents": "one",
+    "income": "60to120k",
     "income_stability": "stable",
     "emergency_savings": "6to12",
-    "fall_reaction": "hold",
+    "invested_share": "25to50",
+    "liquidity_3y": "little",
+    "horizon": "10to20",
+    "knowledge": "moderate",
     "experience": "some",
+    "past_downturn": "held",
     "objective": "growth",
+    "fall_10": "hold",
+    "fall_20": "hold",
+    "fall_35": "hold",
+    "sure_gain": "even",
     "trade_off": "medium_range",
 }
 DEMO_DEPOSIT = Decimal("100000.00")
