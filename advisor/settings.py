@@ -219,6 +219,15 @@ CELERY_BEAT_SCHEDULE = {
             day_of_week="mon-fri",
         ),
     },
+    # Before the pipeline, so the pipeline sees today's behavioural adjustments.
+    "behaviour-scores": {
+        "task": "profiling.tasks.update_behavior_scores",
+        "schedule": crontab(minute=0, hour=22, day_of_week="mon-fri"),
+    },
+    "investor-segments": {
+        "task": "profiling.tasks.fit_segments",
+        "schedule": crontab(minute=0, hour=3, day_of_week="sun"),
+    },
 }
 
 # --- Advisor domain parameters ---------------------------------------------------------

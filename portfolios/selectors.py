@@ -33,6 +33,27 @@ def market_date_latest() -> date | None:
     return result
 
 
+MARKET_PROXY = "VTI"  # US total market: the drawdown investors feel
+DRAWDOWN_WINDOW_DAYS = 365
+
+
+def market_drawdown(as_of: date | None = None) -> Decimal:
+    """How far the market proxy's close on ``as_of`` is below its highest close of the past year (0 to 1)."""
+    as_of = as_of or market_date_latest()
+    if as_of is None:
+        return Decimal(0)
+    from datetime import timedelta
+
+    closes = Price.objects.filter(
+        asset__ticker=MARKET_PROXY, date__lte=as_of, date__gt=as_of - timedelta(days=DRAWDOWN_WINDOW_DAYS)
+    )
+    stats = closes.aggregate(peak=Max("close"))
+    last = closes.order_by("-date").values_list("close", flat=True).first()
+    if not stats["peak"] or last is None:
+        return Decimal(0)
+    return (1 - Decimal(last) / Decimal(stats["peak"])).quantize(Decimal("0.0001"))
+
+
 def prices_as_of(as_of: date) -> dict[int, tuple[Decimal, date]]:
     """Latest close on or before ``as_of`` per asset id, with its date: one query."""
     latest = Price.objects.filter(asset=OuterRef("pk"), date__lte=as_of).order_by("-date")
