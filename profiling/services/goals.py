@@ -42,7 +42,7 @@ def _amount(value: object, field: str, errors: dict[str, str], *, positive: bool
     elif amount > MAX_AMOUNT:
         errors[field] = f"At most {MAX_AMOUNT:,}."
     else:
-        return amount
+        return amount.quantize(Decimal("0.01"))
     return None
 
 
