@@ -8,7 +8,9 @@ from compliance import views as compliance_views
 from portfolios import api as portfolios_api
 from portfolios import views as portfolios_views
 from profiling import api as profiling_api
+from profiling import api_behaviour as profiling_api_behaviour
 from profiling import views as profiling_views
+from profiling import views_questionnaire as profiling_views_questionnaire
 
 from . import api, views
 
@@ -31,6 +33,11 @@ api_patterns = [
     path("accounts/", portfolios_api.AccountListApi.as_view(), name="api-accounts"),
     path("accounts/<int:pk>/", portfolios_api.AccountDetailApi.as_view(), name="api-account"),
     path("accounts/<int:pk>/deposits/", portfolios_api.AccountDepositApi.as_view(), name="api-account-deposit"),
+    path(
+        "accounts/<int:pk>/sell-everything-requests/",
+        profiling_api_behaviour.SellEverythingRequestApi.as_view(),
+        name="api-sell-everything-request",
+    ),
     path("recommendations/", portfolios_api.RecommendationListApi.as_view(), name="api-recommendations"),
     path("recommendations/<int:pk>/", portfolios_api.RecommendationDetailApi.as_view(), name="api-recommendation"),
     path(
@@ -64,7 +71,7 @@ urlpatterns = [
         name="password_reset_confirm",
     ),
     path("accounts/reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
-    path("profile/questionnaire/", profiling_views.questionnaire, name="questionnaire"),
+    path("profile/questionnaire/", profiling_views_questionnaire.questionnaire, name="questionnaire"),
     path("profile/result/", profiling_views.result, name="profile-result"),
     path("profile/<int:pk>/confirm/", profiling_views.confirm, name="profile-confirm"),
     path("profile/history/", profiling_views.history, name="profile-history"),

@@ -3,6 +3,8 @@ behavioural events and scores, and investor segments."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -219,6 +221,23 @@ class BehaviorScore(models.Model):
         return f"{self.investor_id} {self.as_of} {self.score}"
 
 
+class LoginRecord(models.Model):
+    """One investor login, kept for two days only: enough to spot a login spike during a drawdown.
+
+    Counted by id here rather than from django-axes' AccessLog, which is keyed by username, can be switched off
+    (AXES_DISABLE_ACCESS_LOG) or purged by operators, and is written by a receiver whose order we do not own.
+    """
+
+    investor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    logged_in_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["investor", "logged_in_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.investor_id} {self.logged_in_at:%Y-%m-%d %H:%M}"
+
+
 class SegmentationModel(models.Model):
     """A fitted segmentation (scaler + clustering) with the metrics that chose it."""
 
@@ -249,3 +268,16 @@ class InvestorSegment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.investor_id} in segment {self.segment} of v{self.model_id}"
+
+    @property
+    def typical_profile(self) -> dict[str, Any] | None:
+        """The segment's stored typical profile (size, label, medians), plus the medians under display names."""
+        from .segmentation import FEATURE_LABELS  # scikit-learn is imported only when a segment is shown
+
+        profile = self.model.profiles.get(str(self.segment))
+        if profile is None:
+            return None
+        medians = profile.get("medians", {})  # jsonb does not keep key order: show them in feature order
+        shown = [{"label": FEATURE_LABELS.get(name, name), "median": medians[name]}
+                 for name in self.model.features if medians.get(name) is not None]  # fmt: skip
+        return {**profile, "shown": shown}

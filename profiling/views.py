@@ -15,7 +15,6 @@ from portfolios.models import ModelPortfolio
 from portfolios.selectors import model_portfolio_for
 from portfolios.universe import ESG_FLAGS
 
-from .forms import QuestionnaireForm
 from .models import Goal, GoalType, LiquidityNeed, RiskProfile
 from .scoring import Definition
 from .selectors import (
@@ -33,7 +32,6 @@ from .services import (
     profile_confirm,
     profile_override,
     profile_review,
-    profile_submit,
     questionnaire_definition,
     questionnaire_get,
 )
@@ -46,35 +44,20 @@ def _user(request: HttpRequest) -> User:
     return request.user  # type: ignore[return-value]
 
 
-@role_required(Role.INVESTOR)
-@require_http_methods(["GET", "POST"])
-def questionnaire(request: HttpRequest) -> HttpResponse:
-    q = questionnaire_get()
-    definition = questionnaire_definition(q)
-    current = profile_current(investor=_user(request))
-    initial = current.answers if current and current.questionnaire_version == q.version else None
-    form = QuestionnaireForm(request.POST or None, initial=initial, definition=definition)
-    if request.method == "POST" and form.is_valid():
-        profile = profile_submit(investor=_user(request), answers=form.cleaned_data, version=q.version)
-        if profile.flags:
-            messages.warning(request, "Some of your answers contradict each other: please confirm them below.")
-        else:
-            messages.success(request, "Your risk profile is scored.")
-        return redirect("profile-result")
-    return render(
-        request,
-        "profiling/questionnaire.html",
-        {"form": form, "definition": definition},
-        status=400 if form.errors else 200,
-    )
-
-
 def explain_level(portfolio: ModelPortfolio | None) -> dict[str, Decimal] | None:
     """A one-year range of returns for the level's model portfolio (normal approximation)."""
     if portfolio is None:
         return None
     mu, sigma = portfolio.expected_return, portfolio.volatility
-    return {"expected": mu, "low": mu - Z_95 * sigma, "high": mu + Z_95 * sigma, "bad_year": mu - Z_95 * sigma}
+    bad_year = mu - Z_95 * sigma  # the 5th percentile of a year's return
+    return {
+        "expected": mu,
+        "low": bad_year,
+        "high": mu + Z_95 * sigma,
+        "bad_year": bad_year,
+        "bad_year_loss": -bad_year if bad_year < 0 else Decimal(0),
+        "bad_year_on_10k": (-bad_year * 10000).quantize(Decimal("1")) if bad_year < 0 else Decimal(0),
+    }
 
 
 def drivers_for(profile: RiskProfile, definition: Definition) -> list[dict[str, Any]]:

@@ -47,6 +47,8 @@ def parse_amount(value: object, *, field: str = "amount") -> Decimal:
 
 def account_deposit(*, account: Account, amount: object, actor: User) -> CashMovement:
     """A simulated deposit into the investor's own account."""
+    from profiling.services.behaviour_hooks import deposit_made
+
     if actor.pk != account.owner_id:
         raise NotAllowedError("Only the account's owner can deposit into it.")
     value = parse_amount(amount)
@@ -61,4 +63,5 @@ def account_deposit(*, account: Account, amount: object, actor: User) -> CashMov
             subject_id=account.owner_id,
             payload={"amount": value, "cash_movement_id": movement.pk},
         )
+        deposit_made(investor=actor, account_id=account.pk, amount=value)
     return movement

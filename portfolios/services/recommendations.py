@@ -95,6 +95,8 @@ def recommendation_approve(*, recommendation_id: int, advisor: User, comment: st
 
 
 def recommendation_reject(*, recommendation_id: int, advisor: User, comment: str) -> Recommendation:
+    from profiling.services.behaviour_hooks import recommendation_rejected
+
     comment = comment.strip()
     if not comment:
         raise InvalidInputError("A reason is required.", fields={"comment": "Say why the recommendation is rejected."})
@@ -119,6 +121,7 @@ def recommendation_reject(*, recommendation_id: int, advisor: User, comment: str
             subject_id=recommendation.account.owner_id,
             payload={"comment": comment, "old_status": old_status},
         )
+        recommendation_rejected(investor=recommendation.account.owner, recommendation_id=recommendation.pk)
     return recommendation
 
 

@@ -98,6 +98,8 @@ def profile_submit(*, investor: User, answers: Mapping[str, str], version: str |
     before writing anything. Inconsistent answers are flagged: the investor confirms them and an advisor
     reviews the profile before any recommendation is approved.
     """
+    from .behaviour_hooks import answers_submitted
+
     if not investor.is_investor:
         raise ProfilingError("Only investors answer the risk questionnaire.")
     questionnaire = questionnaire_get(version)
@@ -141,6 +143,7 @@ def profile_submit(*, investor: User, answers: Mapping[str, str], version: str |
                 "flags": [f["code"] for f in flags],
             },
         )
+        answers_submitted(investor=investor, previous=previous, profile=profile)
     return profile
 
 

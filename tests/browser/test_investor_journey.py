@@ -171,14 +171,18 @@ def test_investor_journey(
         _shot(page, "01-signup.png")
         _submit(page, page.get_by_role("button", name="Sign up"))
 
-        # 2. The questionnaire: click the label of the chosen answer to every question.
+        # 2. The questionnaire, one section per step: click the label of the chosen answer to every question.
         expect(page).to_have_url(re.compile(r"/profile/questionnaire/$"))
         expect(page.locator(".messages")).to_contain_text("Welcome to Advisor")
-        for question in definition.questions:
-            label = question.choice(BALANCED_ANSWERS[question.key]).label
-            fieldset = page.locator(f"fieldset#q-{question.key}")
-            fieldset.locator("label").filter(has_text=re.compile(rf"^\s*{re.escape(label)}\s*$")).click()
-            expect(fieldset.get_by_label(label, exact=True)).to_be_checked()
+        for number, section in enumerate(definition.sections, start=1):
+            expect(page.locator("#progress")).to_contain_text(f"Step {number} of {len(definition.sections)}")
+            for question in section.questions:
+                label = question.choice(BALANCED_ANSWERS[question.key]).label
+                fieldset = page.locator(f"fieldset#q-{question.key}")
+                fieldset.locator("label").filter(has_text=re.compile(rf"^\s*{re.escape(label)}\s*$")).click()
+                expect(fieldset.get_by_label(label, exact=True)).to_be_checked()
+            if number < len(definition.sections):
+                page.get_by_role("button", name="Next").click()  # htmx swaps in the next step
         _shot(page, "02-questionnaire.png")
         _submit(page, page.get_by_role("button", name="See my risk level"))
 

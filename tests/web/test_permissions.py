@@ -77,6 +77,7 @@ ACCESS: dict[str, Rule] = {
     "api-accounts": Rule("get", ANYONE),
     "api-account": Rule("get", ("investor", "advisor", "admin"), owned="account"),
     "api-account-deposit": Rule("post", ("investor",), owned="account"),
+    "api-sell-everything-request": Rule("post", ("investor",), owned="account"),
     "api-recommendations": Rule("get", ANYONE),
     "api-recommendation": Rule("get", ("investor", "advisor", "admin"), owned="recommendation"),
     "api-recommendation-approve": Rule("post", ("advisor",), owned="recommendation"),

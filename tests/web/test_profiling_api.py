@@ -125,3 +125,17 @@ def test_pages_render_for_their_roles(client, funded_alice, carol) -> None:  # t
     client.force_login(carol)
     page = client.get(f"/advisor/clients/{funded_alice.pk}/").content.decode()
     assert "Override the risk level" in page and "Profile history" in page
+
+
+def test_the_bad_year_is_a_loss_only_when_it_is_negative() -> None:
+    from decimal import Decimal
+    from types import SimpleNamespace
+
+    from profiling.views import explain_level
+
+    risky = explain_level(SimpleNamespace(expected_return=Decimal("0.08"), volatility=Decimal("0.15")))  # type: ignore[arg-type]
+    assert risky is not None
+    assert risky["bad_year"] == Decimal("-0.16675") and risky["bad_year_loss"] == Decimal("0.16675")
+    assert risky["bad_year_on_10k"] == Decimal("1668")
+    calm = explain_level(SimpleNamespace(expected_return=Decimal("0.03"), volatility=Decimal("0.01")))  # type: ignore[arg-type]
+    assert calm is not None and calm["bad_year"] > 0 and calm["bad_year_loss"] == 0
