@@ -27,6 +27,7 @@ demo-data: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py import_prices portfolios/data/etf_prices.csv.gz
 	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py segment_investors --if-missing
 	$(BIN)/python manage.py run_pipeline
 
 run: demo-data

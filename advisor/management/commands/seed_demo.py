@@ -1,17 +1,21 @@
 """Demo users for `make run`: an investor with a funded account, their advisor, and an admin. Idempotent."""
 
+import random
+from datetime import date
 from decimal import Decimal
 
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.utils import timezone
 
 from advisor.demo import ADMIN, ADVISOR, DEMO_PASSWORD, INVESTOR
 from advisor.models import Role, User
 from advisor.services import investor_assign_advisor, investor_signup
 from portfolios.models import CashMovement
 from portfolios.services.accounts import account_deposit, account_open
+from profiling.scoring import load_definition
 from profiling.selectors import profile_current
-from profiling.services import profile_submit
+from profiling.services import goal_create, preferences_update, profile_submit
 
 DEMO_ANSWERS = {
     "age": "30to44",
@@ -33,10 +37,33 @@ DEMO_ANSWERS = {
     "trade_off": "medium_range",
 }
 DEMO_DEPOSIT = Decimal("100000.00")
+# Peer investors give segmentation a population to learn from; they cannot log in and hold no money.
+PEER_PERSONAS = {
+    "cautious": (0, 1, 2),
+    "balanced": (1, 2, 3),
+    "bold": (2, 3, 4),
+}
+
+
+def peer_answers(persona: str, seed: int) -> dict[str, str]:
+    """A deterministic response whose answers lean the persona's way."""
+    rng = random.Random(seed)  # noqa: S311 - demo data, not security
+    choices = PEER_PERSONAS[persona]
+    answers = {}
+    for question in load_definition().questions:
+        points = rng.choice(choices)
+        answers[question.key] = next(c.key for c in question.choices if c.points == points)
+    return answers
 
 
 class Command(BaseCommand):
-    help = "Create the demo investor (questionnaire answered, $100,000 deposited), advisor and admin."
+    help = (
+        "Create the demo investor (questionnaire answered, a goal and preferences, $100,000 deposited), "
+        "their advisor, an admin, and peer investors for segmentation. Idempotent."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--peers", type=int, default=45, help="peer investors to create (default 45)")
 
     def handle(self, *args: object, **options: object) -> None:
         with transaction.atomic():
@@ -58,6 +85,27 @@ class Command(BaseCommand):
                 account = account_open(owner=investor)
             if not CashMovement.objects.filter(account=account).exists():
                 account_deposit(account=account, amount=DEMO_DEPOSIT, actor=investor)
+            if not investor.goals.exists():
+                goal_create(
+                    investor=investor,
+                    data={"goal_type": "retirement", "name": "Retire at 60", "target_amount": "900000",
+                          "target_date": date(timezone.localdate().year + 25, 6, 30).isoformat(),
+                          "initial_amount": "100000", "monthly_contribution": "1500", "priority": 1,
+                          "account": account.pk},
+                )  # fmt: skip
+            if not investor.preferences.exists():
+                preferences_update(
+                    investor=investor,
+                    data={"esg_exclusions": ["tobacco"], "account_types": ["taxable"], "marginal_tax_rate": "0.24",
+                          "liquidity_need": "low"},
+                )  # fmt: skip
+            personas = list(PEER_PERSONAS)
+            for n in range(int(options["peers"])):  # type: ignore[call-overload]
+                email = f"peer{n:03d}@demo.advisor"
+                if User.objects.filter(email=email).exists():
+                    continue
+                peer = User.objects.create_user(email=email, password=None, full_name=f"Peer {n:03d}")
+                profile_submit(investor=peer, answers=peer_answers(personas[n % len(personas)], seed=n))
         self.stdout.write(self.style.SUCCESS("Demo users ready:"))
         for email, role in ((INVESTOR, "investor"), (ADVISOR, "advisor"), (ADMIN, "admin")):
             self.stdout.write(f"  {role:<9} {email:<24} password: {DEMO_PASSWORD}")

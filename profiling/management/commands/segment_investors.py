@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand
 
+from profiling.models import SegmentationModel
 from profiling.services.segments import segments_fit
 
 
@@ -9,7 +10,15 @@ class Command(BaseCommand):
         "(the weekly 'investor-segments' beat task runs the same service). Segments never set a risk level."
     )
 
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--if-missing", action="store_true", help="fit only when no segmentation is stored yet (for make run)"
+        )
+
     def handle(self, *args: object, **options: object) -> None:
+        if options["if_missing"] and SegmentationModel.objects.exists():
+            self.stdout.write("A segmentation is already stored; nothing to do (drop --if-missing to refit).")
+            return
         result = segments_fit()
         if "skipped" in result:
             self.stdout.write(self.style.WARNING(f"Nothing stored: {result['skipped']}"))
