@@ -75,6 +75,7 @@ urlpatterns = [
     path("profile/result/", profiling_views.result, name="profile-result"),
     path("profile/<int:pk>/confirm/", profiling_views.confirm, name="profile-confirm"),
     path("profile/history/", profiling_views.history, name="profile-history"),
+    path("profile/restore-level/", profiling_views.restore_level, name="profile-restore"),
     path("goals/", profiling_views.goals, name="goals"),
     path("goals/<int:pk>/remove/", profiling_views.goal_remove, name="goal-remove"),
     path("preferences/", profiling_views.preferences, name="preferences"),

@@ -35,6 +35,7 @@ from .services import (
     questionnaire_definition,
     questionnaire_get,
 )
+from .services.behaviour import behaviour_step_restorable
 from .services.goals import ACCOUNT_TYPES, preferences_current
 
 Z_95 = Decimal("1.645")  # one-sided 95% point of the normal distribution
@@ -90,8 +91,23 @@ def result(request: HttpRequest) -> HttpResponse:
             "drivers": drivers_for(profile, definition),
             "portfolio": portfolio,
             "outlook": explain_level(portfolio),
+            "restorable": behaviour_step_restorable(investor=_user(request)),
         },
     )
+
+
+@require_POST
+@role_required(Role.INVESTOR)
+def restore_level(request: HttpRequest) -> HttpResponse:
+    from .services.behaviour import behaviour_step_restore
+
+    try:
+        behaviour_step_restore(investor=_user(request))
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Your risk level is back to the level your answers give.")
+    return redirect("profile-result")
 
 
 @require_POST

@@ -18,13 +18,13 @@ from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from advisor.errors import InvalidInputError, NotAllowedError
+from advisor.errors import InvalidInputError, InvalidStateError, NotAllowedError
 from advisor.models import User
 from compliance.audit import audit_record
 
 from .. import behaviour
 from ..models import BehaviorEvent, BehaviorEventType, BehaviorScore, ProfileSource, RiskProfile
-from .profile import _clamp
+from .profile import _clamp, _copy_for_new_version, _next_version, profile_current
 
 MAX_REQUEST_REASON = 2000
 SCORE_PLACES = Decimal("0.0001")
@@ -94,8 +94,9 @@ def _reason(*, as_of: date, score: float, old: RiskProfile, adjustment: int, eve
         text = (
             f"Behavioural score {_score_text(score)} on {as_of:%Y-%m-%d} is at or below {threshold}, so the "
             f"effective risk level is lowered one step, from {old.effective_risk_level} to {new_level}. "
-            f"Counted: {counted}. Each event counts less as it ages; the step is removed automatically once the "
-            f"score is back above {threshold}. Behaviour never raises the level above what the questionnaire gives."
+            f"Counted: {counted}. Each event counts less as it ages; once the score is back above {threshold} "
+            "you can restore your level (it is never raised without your confirmation). Behaviour never raises "
+            "the level above what the questionnaire gives."
         )
         if behaviour.needs_advisor(score):
             text += (
@@ -174,6 +175,14 @@ def behaviour_scores_update(*, as_of: date | None = None) -> dict[str, int]:
             ),
             "without_profile": sum(1 for i in to_score if i not in current),
             "needs_advisor": sum(1 for i in to_score if behaviour.needs_advisor(score_of(i))),
+            # A recovered score never raises the level by itself: the investor confirms (behaviour_step_restore).
+            "awaiting_investor_confirmation": sum(
+                1
+                for i in to_score
+                if i in current
+                and current[i][1] != ProfileSource.ADVISOR_OVERRIDE
+                and behaviour.adjustment_for(score_of(i)) > current[i][2]
+            ),
         }
         if not to_score:
             return counts
@@ -196,7 +205,7 @@ def behaviour_scores_update(*, as_of: date | None = None) -> dict[str, int]:
             for investor_id in to_score
             if investor_id in current
             and current[investor_id][1] != ProfileSource.ADVISOR_OVERRIDE
-            and current[investor_id][2] != behaviour.adjustment_for(score_of(investor_id))
+            and behaviour.adjustment_for(score_of(investor_id)) < current[investor_id][2]
         }
         if wanted:
             # Lock the investors (as every profile write does), then re-read their current versions: a
@@ -206,8 +215,7 @@ def behaviour_scores_update(*, as_of: date | None = None) -> dict[str, int]:
             changes = [
                 (old, wanted[old.investor_id])
                 for old in latest
-                if old.source != ProfileSource.ADVISOR_OVERRIDE
-                and old.behavioural_adjustment != wanted[old.investor_id]
+                if old.source != ProfileSource.ADVISOR_OVERRIDE and wanted[old.investor_id] < old.behavioural_adjustment
             ]
             created = RiskProfile.objects.bulk_create(
                 [
@@ -320,3 +328,44 @@ def sell_everything_request(*, investor: User, account_id: int, reason: str) -> 
             payload={"reason": reason, "market_drawdown": drawdown, "behavior_event_id": event.pk if event else None},
         )
     return SellEverythingRequest(account.pk, reason, requested_at, drawdown, event.pk if event else None)
+
+
+def behaviour_step_restorable(*, investor: User) -> bool:
+    """The current profile carries a behavioural step down, and the latest score no longer asks for it."""
+    current = profile_current(investor)
+    if current is None or current.behavioural_adjustment >= 0 or current.source == ProfileSource.ADVISOR_OVERRIDE:
+        return False
+    latest = BehaviorScore.objects.filter(investor=investor).order_by("-as_of").first()
+    return latest is not None and latest.adjustment > current.behavioural_adjustment
+
+
+def behaviour_step_restore(*, investor: User) -> RiskProfile:
+    """The investor confirms the return to the level their answers give, after their score recovered."""
+    with transaction.atomic():
+        number = _next_version(investor)
+        if not behaviour_step_restorable(investor=investor):
+            raise InvalidStateError("There is no behavioural step to restore, or your recent behaviour still counts.")
+        current = profile_current(investor)
+        if current is None:
+            raise InvalidStateError("No profile to restore.")
+        profile = _copy_for_new_version(
+            current,
+            version=number,
+            source=ProfileSource.BEHAVIOUR,
+            reason=(
+                "You confirmed the return to the level your answers give: your recent behaviour no longer "
+                "suggests a lower level."
+            ),
+            behavioural_adjustment=0,
+            effective_risk_level=_clamp(current.risk_level),
+            created_by=investor,
+        )
+        audit_record(
+            actor=investor,
+            action="profile.behaviour_restored",
+            obj=profile,
+            subject_id=investor.pk,
+            payload={"old_effective_risk_level": current.effective_risk_level,
+                     "new_effective_risk_level": profile.effective_risk_level},
+        )  # fmt: skip
+    return profile

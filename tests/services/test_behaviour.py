@@ -92,6 +92,7 @@ def test_the_update_scores_in_bulk_and_lowers_the_level_one_step_with_a_reason(s
     assert counts == {
         "investors_scored": 3, "already_scored": 0, "events_counted": 4, "profiles_adjusted": 1,
         "overrides_unchanged": 0, "without_profile": 1, "needs_advisor": 0,
+        "awaiting_investor_confirmation": 0,
     }  # fmt: skip
     scores = {s.investor_id: s for s in BehaviorScore.objects.filter(as_of=AS_OF)}
     expected_alice = Decimal(-3 * 0.5 ** (10 / 180) - 1.5 * 0.5 ** (5 / 90)).quantize(Decimal("0.0001"))
@@ -142,19 +143,27 @@ def test_re_running_the_same_day_changes_nothing(stream) -> None:  # type: ignor
     assert update_behavior_scores((AS_OF + timedelta(days=1)).isoformat())["profiles_adjusted"] == 1
 
 
-def test_the_step_is_removed_when_the_score_recovers(stream) -> None:  # type: ignore[no-untyped-def]
+def test_a_recovered_score_waits_for_the_investor_to_restore_the_level(stream) -> None:  # type: ignore[no-untyped-def]
+    from advisor.errors import InvalidStateError
+    from profiling.services.behaviour import behaviour_step_restorable, behaviour_step_restore
+
     alice = stream["alice"]
     behaviour_scores_update(as_of=AS_OF)
     questionnaire_level = alice.risk_profiles.get(version=1).risk_level
+    with pytest.raises(InvalidStateError):
+        behaviour_step_restore(investor=alice)  # the events still count
     # when: 400 days later the panic request is worth 0.62 and the pause is no longer counted
     later = AS_OF + timedelta(days=400)
     counts = behaviour_scores_update(as_of=later)
-    # then
-    assert counts["profiles_adjusted"] == 1
-    now = alice.risk_profiles.order_by("-version").first()
+    # then: never raised without her confirmation
+    assert counts["profiles_adjusted"] == 0 and counts["awaiting_investor_confirmation"] == 1
+    assert alice.risk_profiles.order_by("-version").first().behavioural_adjustment == -1
+    assert behaviour_step_restorable(investor=alice)
+    now = behaviour_step_restore(investor=alice)
     assert (now.version, now.source, now.behavioural_adjustment) == (3, ProfileSource.BEHAVIOUR, 0)
-    assert now.effective_risk_level == questionnaire_level
-    assert "is back above \u22123.00, so the behavioural step down is removed" in now.reason
+    assert now.effective_risk_level == questionnaire_level and now.created_by == alice
+    event = AuditEvent.objects.filter(action="profile.behaviour_restored").get()
+    assert event.actor == alice and event.payload["new_effective_risk_level"] == questionnaire_level
     assert BehaviorScore.objects.get(investor=alice, as_of=later).events_counted == 1
     # and once the events leave the look-back window the investor is no longer scored: their score is 0
     assert behaviour_scores_update(as_of=AS_OF + timedelta(days=900))["investors_scored"] == 0

@@ -42,6 +42,7 @@ ACCESS: dict[str, Rule] = {
     "questionnaire": Rule("get", ("investor",)),
     "profile-confirm": Rule("post", ("investor",), owned="profile"),
     "profile-history": Rule("get", ("investor",)),
+    "profile-restore": Rule("post", ("investor",)),
     "goals": Rule("get", ("investor",)),
     "goal-remove": Rule("post", ("investor",), owned="goal"),
     "preferences": Rule("get", ("investor",)),

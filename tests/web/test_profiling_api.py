@@ -139,3 +139,12 @@ def test_the_bad_year_is_a_loss_only_when_it_is_negative() -> None:
     assert risky["bad_year_on_10k"] == Decimal("1668")
     calm = explain_level(SimpleNamespace(expected_return=Decimal("0.03"), volatility=Decimal("0.01")))  # type: ignore[arg-type]
     assert calm is not None and calm["bad_year"] > 0 and calm["bad_year_loss"] == 0
+
+
+def test_restore_level_without_a_step_changes_nothing(client, funded_alice) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(funded_alice)
+    before = counts()
+    response = client.post("/profile/restore-level/", follow=True)
+    assert response.status_code == 200 and "no behavioural step to restore" in response.content.decode()
+    assert counts() == before
+    assert 'id="restore"' not in client.get("/profile/result/").content.decode()
