@@ -31,5 +31,17 @@ def behavior_score_latest(*, investor: User) -> BehaviorScore | None:
     return BehaviorScore.objects.filter(investor=investor).order_by("-as_of").first()
 
 
+def sell_everything_requests_for(*, investor: User, limit: int = 10) -> list[dict[str, object]]:
+    """The investor's requests to sell everything (kept in the audit log), newest first, for their advisor."""
+    from compliance.models import AuditEvent
+
+    rows = AuditEvent.objects.filter(subject=investor, action="account.sell_everything_requested").order_by("-id")
+    return [
+        {"at": e.created_at, "account_id": e.object_id, "reason": e.payload.get("reason", ""),
+         "in_drawdown": e.payload.get("behavior_event_id") is not None}
+        for e in rows[:limit]
+    ]  # fmt: skip
+
+
 def segment_current(*, investor: User) -> InvestorSegment | None:
     return InvestorSegment.objects.filter(investor=investor).select_related("model").order_by("-model__version").first()

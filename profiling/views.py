@@ -24,6 +24,7 @@ from .selectors import (
     profile_current,
     profile_history,
     segment_current,
+    sell_everything_requests_for,
 )
 from .services import (
     goal_create,
@@ -227,6 +228,7 @@ def client(request: HttpRequest, pk: int) -> HttpResponse:
             "drivers": drivers_for(profile, definition) if profile and definition else [],
             "history": profile_history(investor=investor),
             "events": behavior_events_for(investor=investor),
+            "sell_requests": sell_everything_requests_for(investor=investor),
             "behavior_score": behavior_score_latest(investor=investor),
             "segment": segment_current(investor=investor),
             "goals": goals_for(investor=investor),

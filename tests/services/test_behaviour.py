@@ -336,6 +336,10 @@ def test_a_request_outside_a_fall_is_audited_but_not_an_event(client, funded_ali
     assert response.status_code == 201 and response.json()["in_drawdown"] is False
     assert AuditEvent.objects.filter(action="account.sell_everything_requested").count() == 1
     assert BehaviorEvent.objects.count() == 0
+    # The assigned advisor sees the request on the client page.
+    client.force_login(funded_alice.advisor)
+    page = client.get(f"/advisor/clients/{funded_alice.pk}/").content.decode()
+    assert "Requests to sell everything" in page and "“Retiring”" in page
 
 
 @pytest.mark.parametrize(
