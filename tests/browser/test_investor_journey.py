@@ -8,33 +8,22 @@ against pytest-django's ``live_server``. Screenshots of each step go to
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 from profiling.scoring import load_definition, score_answers
+from tests.browser.support import ARTIFACTS, expect, shot, submit
 from tests.factories import BALANCED_ANSWERS, PASSWORD, AdminFactory, AdvisorFactory
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Locator, Page
+    from playwright.sync_api import Browser, Page
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-REPO_ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
 
 INVESTOR_EMAIL = "newbie@example.com"
 INVESTOR_PASSWORD = "Violet-Harbor-Lantern-2046"
@@ -43,73 +32,17 @@ ADMIN_EMAIL = "admin@example.com"
 DEPOSIT = "25000"
 
 
-def _in_ci() -> bool:
-    # "yes" too, as tests/conftest.py accepts it: the two must agree on what CI is.
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-
-
-def _unavailable(reason: str) -> None:
-    """In CI a missing browser is a failure; on a developer machine, a skip."""
-    if _in_ci():
-        pytest.fail(f"{reason} (CI is set: browser tests must run)", pytrace=False)
-    pytest.skip(reason)
-
-
-@pytest.fixture
-def chromium() -> Path:
-    """The browser binary, checked before any database or server set-up."""
-    if not CHROMIUM.exists():
-        _unavailable(f"{CHROMIUM} is missing: install Debian's chromium package to run browser tests")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        _unavailable("the playwright Python package is not installed")
-    return CHROMIUM
-
-
-@pytest.fixture
-def browser(chromium: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Browser]:
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread, and the test (and
-    # fixtures set up after this one) use the ORM from it too.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-def _shot(page: Page, name: str) -> None:
-    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
-
-
-def _submit(page: Page, button: Locator) -> None:
-    """Click a submit button and wait for the page the server answers with."""
-    with page.expect_navigation(wait_until="load"):
-        button.click()
-
-
 def _login(page: Page, base: str, email: str, password: str) -> None:
     page.goto(f"{base}/accounts/login/")
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password", exact=True).fill(password)
-    _submit(page, page.get_by_role("button", name="Log in"))
+    submit(page, page.get_by_role("button", name="Log in"))
     expect(page.locator("header.site")).to_contain_text(email)
 
 
 def _logout(page: Page) -> None:
-    _submit(page, page.locator("header.site").get_by_role("button", name="Log out"))
+    submit(page, page.locator("header.site").get_by_role("button", name="Log out"))
     expect(page.get_by_role("heading", name="Log in")).to_be_visible()
-
-
-def expect(target: Page | Locator) -> Any:
-    """Playwright's ``expect``, imported late so a missing package skips instead of failing collection."""
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect(target)
 
 
 def test_investor_journey(
@@ -168,8 +101,8 @@ def test_investor_journey(
         page.get_by_label("Email").fill(INVESTOR_EMAIL)
         page.get_by_label("Password", exact=True).fill(INVESTOR_PASSWORD)
         page.get_by_label("Password again").fill(INVESTOR_PASSWORD)
-        _shot(page, "01-signup.png")
-        _submit(page, page.get_by_role("button", name="Sign up"))
+        shot(page, "01-signup.png")
+        submit(page, page.get_by_role("button", name="Sign up"))
 
         # 2. The questionnaire, one section per step: click the label of the chosen answer to every question.
         expect(page).to_have_url(re.compile(r"/profile/questionnaire/$"))
@@ -183,8 +116,8 @@ def test_investor_journey(
                 expect(fieldset.get_by_label(label, exact=True)).to_be_checked()
             if number < len(definition.sections):
                 page.get_by_role("button", name="Next").click()  # htmx swaps in the next step
-        _shot(page, "02-questionnaire.png")
-        _submit(page, page.get_by_role("button", name="See my risk level"))
+        shot(page, "02-questionnaire.png")
+        submit(page, page.get_by_role("button", name="See my risk level"))
 
         # 3. The result: risk level and the target portfolio with its weights.
         expect(page).to_have_url(re.compile(r"/profile/result/$"))
@@ -197,17 +130,17 @@ def test_investor_journey(
         assert weights and all(w > 0 for w in weights), weights
         total = sum(weights, Decimal(0))
         assert abs(total - 100) <= Decimal("0.5") * len(weights), f"weights sum to {total}%"
-        _shot(page, "03-result.png")
+        shot(page, "03-result.png")
 
         # 4. Fund the account from the dashboard.
         page.get_by_role("link", name="Go to my dashboard").click()
         expect(page.get_by_role("heading", name="Your dashboard")).to_be_visible()
         page.get_by_label("Amount").fill(DEPOSIT)
-        _submit(page, page.get_by_role("button", name="Deposit"))
+        submit(page, page.get_by_role("button", name="Deposit"))
         expect(page.locator(".messages")).to_contain_text("Deposited $25,000.00.")
         expect(page.get_by_test_id("cash")).to_have_text("$25,000.00")
         expect(page.get_by_test_id("total-value")).to_have_text("$25,000.00")
-        _shot(page, "04-dashboard-funded.png")
+        shot(page, "04-dashboard-funded.png")
         _logout(page)
 
         # 5. The nightly pipeline proposes how to invest the cash.
@@ -223,7 +156,7 @@ def test_investor_journey(
         select = page.get_by_label(f"Advisor for {INVESTOR_EMAIL}")
         select.select_option(label=ADVISOR_EMAIL)
         row = page.locator("#investors tbody tr").filter(has=select)
-        _submit(page, row.get_by_role("button", name="Assign"))
+        submit(page, row.get_by_role("button", name="Assign"))
         expect(page.locator(".messages")).to_contain_text(f"Advisor for {INVESTOR_EMAIL} updated.")
         expect(page.get_by_label(f"Advisor for {INVESTOR_EMAIL}").locator("option:checked")).to_have_text(ADVISOR_EMAIL)
         _logout(page)
@@ -243,13 +176,13 @@ def test_investor_journey(
         expect(finding_rows.first).to_be_visible()
         expect(page.locator("#findings")).not_to_contain_text("Not checked yet.")
         page.get_by_label("Comment").fill("Invests the new deposit per the level target. Approved.")
-        _shot(page, "05-advisor-review.png")
-        _submit(page, page.locator("#decide").get_by_role("button", name="Approve"))
+        shot(page, "05-advisor-review.png")
+        submit(page, page.locator("#decide").get_by_role("button", name="Approve"))
         expect(page.locator(".messages")).to_contain_text("Approved.")
         expect(page.locator("#rec-status")).to_have_text("Executed")
         expect(page.locator("#trades tbody tr").filter(has_text="Filled")).to_have_count(rec.trades.count())
         expect(page.locator("#decide")).to_have_count(0)
-        _shot(page, "06-approved.png")
+        shot(page, "06-approved.png")
         _logout(page)
 
         # 8. The investor sees the holdings and the executed recommendation.
@@ -272,10 +205,10 @@ def test_investor_journey(
         rec_row = page.locator("#recommendations tbody tr").filter(has_text="Executed")
         expect(rec_row).to_have_count(1)
         expect(rec_row.locator(".badge")).to_have_text("Executed")
-        _shot(page, "07-dashboard-invested.png")
+        shot(page, "07-dashboard-invested.png")
     except Exception:
         with contextlib.suppress(Exception):
-            _shot(page, "99-failure.png")
+            shot(page, "99-failure.png")
         raise
     finally:
         context.close()

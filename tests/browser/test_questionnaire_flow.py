@@ -13,15 +13,15 @@ against pytest-django's ``live_server``. Screenshots go to ``test-artifacts/brow
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 from profiling.scoring import Question, load_definition, score_answers
+from tests.browser.support import ARTIFACTS, expect, shot, submit
 from tests.factories import BALANCED_ANSWERS
 
 if TYPE_CHECKING:
@@ -29,16 +29,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-REPO_ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
 PASSWORD = "Amber-Quarry-Violin-2047"
 
 DEFINITION = load_definition()
@@ -56,45 +46,6 @@ PANIC_SELLER_FLAG = (
 )
 
 
-def _in_ci() -> bool:
-    # "yes" too, as tests/conftest.py accepts it: the two must agree on what CI is.
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-
-
-def _unavailable(reason: str) -> None:
-    """In CI a missing browser is a failure; on a developer machine, a skip."""
-    if _in_ci():
-        pytest.fail(f"{reason} (CI is set: browser tests must run)", pytrace=False)
-    pytest.skip(reason)
-
-
-@pytest.fixture
-def chromium() -> Path:
-    """The browser binary, checked before any database or server set-up."""
-    if not CHROMIUM.exists():
-        _unavailable(f"{CHROMIUM} is missing: install Debian's chromium package to run browser tests")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        _unavailable("the playwright Python package is not installed")
-    return CHROMIUM
-
-
-@pytest.fixture
-def browser(chromium: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Browser]:
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread, and the test (and
-    # fixtures set up after this one) use the ORM from it too.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
 @pytest.fixture
 def model_portfolios(market_data: None) -> None:
     """The result page explains the level with its model portfolio: build them from the loaded prices."""
@@ -104,23 +55,6 @@ def model_portfolios(market_data: None) -> None:
     market_date = market_date_latest()
     assert market_date is not None, "market_data fixture loaded no prices"
     model_portfolios_build(as_of=market_date)
-
-
-def expect(target: Page | Locator) -> Any:
-    """Playwright's ``expect``, imported late so a missing package skips instead of failing collection."""
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect(target)
-
-
-def _shot(page: Page, name: str) -> None:
-    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
-
-
-def _submit(page: Page, button: Locator) -> None:
-    """Click a submit button and wait for the page the server answers with."""
-    with page.expect_navigation(wait_until="load"):
-        button.click()
 
 
 def _fieldset(page: Page, question: Question) -> Locator:
@@ -158,7 +92,7 @@ def _sign_up(page: Page, base: str, name: str, email: str) -> None:
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_label("Password again").fill(PASSWORD)
-    _submit(page, page.get_by_role("button", name="Sign up"))
+    submit(page, page.get_by_role("button", name="Sign up"))
     expect(page).to_have_url(re.compile(r"/profile/questionnaire/$"))
     expect(page.locator(".messages")).to_contain_text("Welcome to Advisor")
 
@@ -197,7 +131,7 @@ def test_new_investor_walks_the_steps_goes_back_and_confirms_inconsistent_answer
         _expect_step(page, 1)
         expect(page.get_by_role("button", name="Back")).to_have_count(0)
         _answer_step(page, 1, INCONSISTENT_ANSWERS)
-        _shot(page, "q-01-step1.png")
+        shot(page, "q-01-step1.png")
         page.get_by_role("button", name="Next").click()
 
         # 2. Step 2: Next without answering shows the field messages on the step (a 400 fragment).
@@ -208,14 +142,14 @@ def test_new_investor_walks_the_steps_goes_back_and_confirms_inconsistent_answer
         for question in DEFINITION.sections[1].questions:
             expect(_fieldset(page, question).locator(".errorlist")).to_have_text("Please answer this question.")
         _expect_step(page, 2)
-        _shot(page, "q-02-step2-errors.png")
+        shot(page, "q-02-step2-errors.png")
         _answer_step(page, 2, INCONSISTENT_ANSWERS)
         page.get_by_role("button", name="Next").click()
 
         # 3. Step 3: a cautious-enough objective for now.
         _expect_step(page, 3)
         _answer_step(page, 3, {**INCONSISTENT_ANSWERS, "objective": "growth"})
-        _shot(page, "q-03-step3.png")
+        shot(page, "q-03-step3.png")
         page.get_by_role("button", name="Next").click()
 
         # 4. Step 4: sell everything after a 10% fall; then back to step 3.
@@ -229,16 +163,16 @@ def test_new_investor_walks_the_steps_goes_back_and_confirms_inconsistent_answer
         expect(page).to_have_url(re.compile(r"/profile/questionnaire/\?step=3$"))
         _expect_selected(page, objective, "growth")
         _answer(page, objective, "max_growth")
-        _shot(page, "q-04-back-changed.png")
+        shot(page, "q-04-back-changed.png")
         page.get_by_role("button", name="Next").click()
 
         # 6. Step 4 kept the answer given before going back; finish with a contradictory set.
         _expect_step(page, 4)
         _expect_selected(page, fall_10, "sell_all")
         _answer_step(page, 4, INCONSISTENT_ANSWERS)
-        _shot(page, "q-05-step4.png")
+        shot(page, "q-05-step4.png")
         assert page.evaluate("window.stillTheSamePage === true"), "a step reloaded the whole page"
-        _submit(page, page.get_by_role("button", name="See my risk level"))
+        submit(page, page.get_by_role("button", name="See my risk level"))
 
         # 7. The result page asks to confirm the contradictory answers.
         expect(page).to_have_url(re.compile(r"/profile/result/$"))
@@ -248,8 +182,8 @@ def test_new_investor_walks_the_steps_goes_back_and_confirms_inconsistent_answer
         flags = page.locator("#flags")
         expect(flags.get_by_role("heading", name="Some answers contradict each other")).to_be_visible()
         expect(flags.locator("li")).to_have_text([PANIC_SELLER_FLAG])
-        _shot(page, "q-06-result-flags.png")
-        _submit(page, flags.get_by_role("button", name="Yes, these answers are right"))
+        shot(page, "q-06-result-flags.png")
+        submit(page, flags.get_by_role("button", name="Yes, these answers are right"))
 
         # 8. Confirmed: the message, the confirmed state, no button any more.
         expect(page.locator(".messages")).to_contain_text(
@@ -258,7 +192,7 @@ def test_new_investor_walks_the_steps_goes_back_and_confirms_inconsistent_answer
         expect(flags).to_contain_text("You confirmed these answers on")
         expect(flags).to_contain_text("Your advisor will review them with you before any change to your money")
         expect(flags.get_by_role("button", name="Yes, these answers are right")).to_have_count(0)
-        _shot(page, "q-07-confirmed.png")
+        shot(page, "q-07-confirmed.png")
 
         # 9. The explanation of the level, with the bad-year loss.
         explanation = page.locator("#explanation")
@@ -273,7 +207,7 @@ def test_new_investor_walks_the_steps_goes_back_and_confirms_inconsistent_answer
         explanation.screenshot(path=str(ARTIFACTS / "q-08-explanation.png"))
     except Exception:
         with contextlib.suppress(Exception):
-            _shot(page, "q-99-failure.png")
+            shot(page, "q-99-failure.png")
         raise
     finally:
         context.close()
@@ -311,33 +245,33 @@ def test_the_questionnaire_works_without_javascript(
             _expect_step(page, number)
             _answer_step(page, number, BALANCED_ANSWERS)
             if number == 1:
-                _shot(page, "q-nojs-01-step1.png")
+                shot(page, "q-nojs-01-step1.png")
             if number == 3:
                 # Back is a plain POST too: step 2 comes back with its answers.
-                _submit(page, page.get_by_role("button", name="Back"))
+                submit(page, page.get_by_role("button", name="Back"))
                 expect(page).to_have_url(re.compile(r"/profile/questionnaire/\?step=2$"))
                 _expect_step(page, 2)
                 for question in DEFINITION.sections[1].questions:
                     _expect_selected(page, question, BALANCED_ANSWERS[question.key])
-                _submit(page, page.get_by_role("button", name="Next"))
+                submit(page, page.get_by_role("button", name="Next"))
                 _expect_step(page, 3)
                 for question in DEFINITION.sections[2].questions:
                     _expect_selected(page, question, BALANCED_ANSWERS[question.key])
             if number < STEPS:
-                _submit(page, page.get_by_role("button", name="Next"))
+                submit(page, page.get_by_role("button", name="Next"))
                 expect(page).to_have_url(re.compile(rf"/profile/questionnaire/\?step={number + 1}$"))
-        _shot(page, "q-nojs-02-step4.png")
-        _submit(page, page.get_by_role("button", name="See my risk level"))
+        shot(page, "q-nojs-02-step4.png")
+        submit(page, page.get_by_role("button", name="See my risk level"))
 
         expect(page).to_have_url(re.compile(r"/profile/result/$"))
         expect(page.locator(".messages")).to_contain_text("Your risk profile is scored.")
         expect(page.locator("#risk-level")).to_have_text(str(expected_level))
         expect(page.locator("#flags")).to_have_count(0)
         expect(page.get_by_role("heading", name="What your level means")).to_be_visible()
-        _shot(page, "q-nojs-03-result.png")
+        shot(page, "q-nojs-03-result.png")
     except Exception:
         with contextlib.suppress(Exception):
-            _shot(page, "q-nojs-99-failure.png")
+            shot(page, "q-nojs-99-failure.png")
         raise
     finally:
         context.close()
