@@ -25,7 +25,7 @@ install-dev: $(DEV_STAMP)
 # Migrate, import the shipped prices, create the demo users and run one pipeline pass (all idempotent).
 demo-data: install
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py import_prices portfolios/data/etf_prices.csv.gz
+	$(BIN)/python manage.py import_prices portfolios/data/etf_prices.csv.gz portfolios/data/etf_prices_extra.csv.gz
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py segment_investors --if-missing
 	$(BIN)/python manage.py run_pipeline

@@ -56,6 +56,11 @@ class Asset(models.Model):
     in_model_universe = models.BooleanField(default=False)
     # What the fund holds that investors may exclude (universe.ESG_FLAGS); illustrative, see universe.py.
     esg_flags = models.JSONField(default=list, blank=True)
+    # Annual net expense ratio as a fraction (0.0003 = 0.03%); approximate, see universe.py.
+    expense_ratio = models.DecimalField(max_digits=7, decimal_places=6, default=0)
+    tax_treatment = models.CharField(max_length=24, blank=True)
+    # The fund bought after a tax-loss sale of this one: same class, a different index.
+    substitute = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
         ordering = ["ticker"]

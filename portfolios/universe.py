@@ -1,11 +1,13 @@
 """The investable universe shipped with Advisor: asset classes and the funds in each.
 
-The first fund listed in a class marked ``model`` is the one model portfolios hold;
-the others are alternatives (substitutes for tax-loss harvesting in later work).
+One fund per class is held by model portfolios (``in_model_universe``); the others are
+alternatives and tax-loss-harvesting substitutes (``SUBSTITUTES``). Expense ratios are
+approximate and ESG flags illustrative: see the comments at each table.
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 # code, name, kind, display order
@@ -26,6 +28,13 @@ ASSET_CLASSES: tuple[tuple[str, str, str, int], ...] = (
     ("gold", "Gold", "real_asset", 140),
     ("commodities", "Broad commodities", "real_asset", 150),
     ("cash", "Cash equivalents (T-bills)", "cash", 160),
+    # Classes of the alternative funds only (no model fund): kept apart so drift stays meaningful.
+    ("us_mid", "US mid-cap stocks", "equity", 25),
+    ("intl_total", "All-world ex-US stocks", "equity", 35),
+    ("global_equity", "Global stocks", "equity", 45),
+    ("intl_real_estate", "Real estate ex-US", "real_asset", 55),
+    ("intl_bonds", "International bonds (hedged)", "bond", 125),
+    ("emerging_bonds", "Emerging markets bonds", "bond", 128),
 )
 
 # ESG exclusions an investor can choose, and which funds hold such companies or contracts.
@@ -39,9 +48,35 @@ ESG_FLAGS: dict[str, str] = {
 }
 _BROAD_EQUITY = ("fossil_fuels", "weapons", "tobacco")
 ESG_FLAGS_BY_TICKER: dict[str, tuple[str, ...]] = {
-    **dict.fromkeys(("VTI", "SPY", "IVV", "IJR", "IWM", "VB", "VEA", "EFA", "VWO", "EEM"), _BROAD_EQUITY),
-    **dict.fromkeys(("LQD", "HYG"), ("fossil_fuels", "weapons")),
-    "DBC": ("fossil_fuels",),
+    **dict.fromkeys(
+        (
+            "VTI",
+            "SPY",
+            "IVV",
+            "IJR",
+            "IWM",
+            "VB",
+            "VEA",
+            "EFA",
+            "VWO",
+            "EEM",
+            "VOO",
+            "ITOT",
+            "SCHB",
+            "VTV",
+            "VBR",
+            "VOE",
+            "VXUS",
+            "VT",
+            "SCHF",
+            "IEFA",
+            "SCHE",
+            "IEMG",
+        ),
+        _BROAD_EQUITY,
+    ),
+    **dict.fromkeys(("LQD", "HYG", "VCIT", "VCSH", "EMB"), ("fossil_fuels", "weapons")),
+    **dict.fromkeys(("DBC", "GSG", "PDBC"), ("fossil_fuels",)),
 }
 
 # ticker, name, class code, held by model portfolios
@@ -72,7 +107,83 @@ ASSETS: tuple[tuple[str, str, str, bool], ...] = (
     ("DBC", "Invesco DB Commodity Index Tracking Fund", "commodities", True),
     ("BIL", "SPDR Bloomberg 1-3 Month T-Bill ETF", "cash", True),
     ("SHV", "iShares Short Treasury Bond ETF", "cash", False),
+    # etf_prices_extra.csv.gz: alternatives and tax-loss-harvesting substitutes
+    ("VOO", "Vanguard S&P 500 ETF", "us_large", False),
+    ("ITOT", "iShares Core S&P Total US Stock Market ETF", "us_large", False),
+    ("SCHB", "Schwab US Broad Market ETF", "us_large", False),
+    ("VTV", "Vanguard Value ETF", "us_large", False),
+    ("VBR", "Vanguard Small-Cap Value ETF", "us_small", False),
+    ("VOE", "Vanguard Mid-Cap Value ETF", "us_mid", False),
+    ("VXUS", "Vanguard Total International Stock ETF", "intl_total", False),
+    ("VT", "Vanguard Total World Stock ETF", "global_equity", False),
+    ("SCHF", "Schwab International Equity ETF", "intl_developed", False),
+    ("IEFA", "iShares Core MSCI EAFE ETF", "intl_developed", False),
+    ("SCHE", "Schwab Emerging Markets Equity ETF", "emerging", False),
+    ("IEMG", "iShares Core MSCI Emerging Markets ETF", "emerging", False),
+    ("BNDX", "Vanguard Total International Bond ETF", "intl_bonds", False),
+    ("VTIP", "Vanguard Short-Term Inflation-Protected Securities ETF", "tips", False),
+    ("STIP", "iShares 0-5 Year TIPS Bond ETF", "tips", False),
+    ("VTEB", "Vanguard Tax-Exempt Bond ETF", "municipal", False),
+    ("TFI", "SPDR Nuveen ICE Municipal Bond ETF", "municipal", False),
+    ("VGSH", "Vanguard Short-Term Treasury ETF", "treasuries_short", False),
+    ("VGIT", "Vanguard Intermediate-Term Treasury ETF", "treasuries_intermediate", False),
+    ("VGLT", "Vanguard Long-Term Treasury ETF", "treasuries_long", False),
+    ("VCIT", "Vanguard Intermediate-Term Corporate Bond ETF", "corporate", False),
+    ("VCSH", "Vanguard Short-Term Corporate Bond ETF", "corporate", False),
+    ("SCHZ", "Schwab US Aggregate Bond ETF", "us_aggregate", False),
+    ("GOVT", "iShares US Treasury Bond ETF", "treasuries_intermediate", False),
+    ("EMB", "iShares J.P. Morgan USD Emerging Markets Bond ETF", "emerging_bonds", False),
+    ("IYR", "iShares US Real Estate ETF", "real_estate", False),
+    ("SCHH", "Schwab US REIT ETF", "real_estate", False),
+    ("VNQI", "Vanguard Global ex-US Real Estate ETF", "intl_real_estate", False),
+    ("GSG", "iShares S&P GSCI Commodity-Indexed Trust", "commodities", False),
+    ("PDBC", "Invesco Optimum Yield Diversified Commodity Strategy No K-1 ETF", "commodities", False),
+    ("SGOV", "iShares 0-3 Month Treasury Bond ETF", "cash", False),
 )
+
+# Net expense ratios, in percent a year, as published by the issuers around 2025. APPROXIMATE and for
+# illustration: verify against current prospectuses before relying on them.
+EXPENSE_RATIO_PCT: dict[str, str] = {
+    "VTI": "0.03", "SPY": "0.0945", "IVV": "0.03", "IJR": "0.06", "IWM": "0.19", "VB": "0.05", "VEA": "0.03",
+    "EFA": "0.32", "VWO": "0.07", "EEM": "0.70", "VNQ": "0.13", "AGG": "0.03", "BND": "0.03", "SHY": "0.15",
+    "IEF": "0.15", "TLT": "0.15", "TIP": "0.18", "SCHP": "0.03", "LQD": "0.14", "HYG": "0.49", "MUB": "0.05",
+    "GLD": "0.40", "IAU": "0.25", "DBC": "0.85", "BIL": "0.1354", "SHV": "0.15", "VOO": "0.03", "ITOT": "0.03",
+    "SCHB": "0.03", "VTV": "0.04", "VBR": "0.07", "VOE": "0.07", "VXUS": "0.05", "VT": "0.06", "SCHF": "0.03",
+    "IEFA": "0.07", "SCHE": "0.11", "IEMG": "0.09", "BNDX": "0.07", "VTIP": "0.04", "STIP": "0.03",
+    "VTEB": "0.03", "TFI": "0.23", "VGSH": "0.03", "VGIT": "0.03", "VGLT": "0.03", "VCIT": "0.03",
+    "VCSH": "0.03", "SCHZ": "0.03", "GOVT": "0.05", "EMB": "0.39", "IYR": "0.39", "SCHH": "0.07",
+    "VNQI": "0.12", "GSG": "0.75", "PDBC": "0.59", "SGOV": "0.09",
+}  # fmt: skip
+
+# How a US taxable investor is taxed on each fund's distributions (simplified).
+TAX_TREATMENTS: dict[str, str] = {
+    "qualified_dividends": "Mostly qualified dividends and long-term capital gains",
+    "ordinary_income": "Interest or non-qualified dividends, taxed as ordinary income",
+    "tax_exempt_interest": "Federally tax-exempt interest (best in taxable accounts)",
+    "collectibles": "Gains taxed as collectibles (up to 28%)",
+    "partnership_k1": "A commodity pool: K-1 reporting and 60/40 futures taxation",
+}
+_TAX_BY_CLASS = {
+    "real_estate": "ordinary_income", "intl_real_estate": "ordinary_income", "municipal": "tax_exempt_interest",
+    "gold": "collectibles", "commodities": "ordinary_income",
+}  # fmt: skip
+TAX_TREATMENT_OVERRIDES = {"DBC": "partnership_k1", "GSG": "partnership_k1"}
+
+# Tax-loss-harvesting pairs: the secondary tracks a DIFFERENT index of the same class, so it is not
+# "substantially identical" to the primary (a judgement a deployment's tax counsel should confirm).
+# Gold and high yield have no suitable pair in the shipped data.
+SUBSTITUTES: dict[str, str] = {
+    "VTI": "ITOT", "IJR": "VB", "VEA": "IEFA", "VWO": "IEMG", "VNQ": "SCHH", "AGG": "BND", "SHY": "VGSH",
+    "IEF": "VGIT", "TLT": "VGLT", "TIP": "SCHP", "LQD": "VCIT", "MUB": "VTEB", "DBC": "GSG", "BIL": "SGOV",
+}  # fmt: skip
+
+
+def tax_treatment(ticker: str, class_code: str, kind: str) -> str:
+    if ticker in TAX_TREATMENT_OVERRIDES:
+        return TAX_TREATMENT_OVERRIDES[ticker]
+    if class_code in _TAX_BY_CLASS:
+        return _TAX_BY_CLASS[class_code]
+    return "qualified_dividends" if kind == "equity" else "ordinary_income"
 
 
 def seed_universe(asset_class_model: Any, asset_model: Any) -> None:
@@ -83,7 +194,15 @@ def seed_universe(asset_class_model: Any, asset_model: Any) -> None:
             code=code, defaults={"name": name, "kind": kind, "display_order": order}
         )
     for ticker, name, class_code, in_model in ASSETS:
+        fields = {f.name for f in asset_model._meta.get_fields()}
         defaults = {"name": name, "asset_class": classes[class_code], "in_model_universe": in_model}
-        if any(f.name == "esg_flags" for f in asset_model._meta.get_fields()):
+        if "esg_flags" in fields:
             defaults["esg_flags"] = list(ESG_FLAGS_BY_TICKER.get(ticker, ()))
+        if "expense_ratio" in fields:
+            defaults["expense_ratio"] = Decimal(EXPENSE_RATIO_PCT[ticker]) / 100
+            kind = next(k for code, _, k, _ in ASSET_CLASSES if code == class_code)
+            defaults["tax_treatment"] = tax_treatment(ticker, class_code, kind)
         asset_model.objects.update_or_create(ticker=ticker, defaults=defaults)
+    if "substitute" in {f.name for f in asset_model._meta.get_fields()}:
+        for primary, secondary in SUBSTITUTES.items():
+            asset_model.objects.filter(ticker=primary).update(substitute=asset_model.objects.get(ticker=secondary))
