@@ -98,6 +98,7 @@ urlpatterns = [
         name="recommendation-reject",
     ),
     path("portfolios/models/", portfolios_views.model_portfolios, name="model-portfolios"),
+    path("portfolios/models/what-if/", portfolios_views.model_whatif, name="model-whatif"),
     path("advisor/queue/", portfolios_views.advisor_queue, name="advisor-queue"),
     path("staff/investors/", views.staff_investors, name="staff-investors"),
     path("staff/investors/<int:pk>/advisor/", views.staff_assign_advisor, name="staff-assign-advisor"),

@@ -16,6 +16,7 @@ from .models import (
     Account,
     Asset,
     AssetClass,
+    AssetClassKind,
     CashMovement,
     Lot,
     ModelPortfolio,
@@ -24,6 +25,7 @@ from .models import (
     Recommendation,
     RunStatus,
 )
+from .outlook import bad_year_return, explain_level
 from .rebalance import CENT, SHARE_STEP, ZERO, Position, account_value, class_drift
 
 
@@ -216,3 +218,125 @@ def recommendation_detail(recommendation: Recommendation) -> Recommendation:
         .prefetch_related("trades__asset__asset_class", "findings", "orders__fill")
         .get(pk=recommendation.pk)
     )
+
+
+def _frontier_point(portfolio: ModelPortfolio) -> dict[str, float | int]:
+    """A model portfolio as a chart point: volatility (x) and expected return (y) in percent."""
+    return {
+        "x": round(float(portfolio.volatility) * 100, 2),
+        "y": round(float(portfolio.expected_return) * 100, 2),
+        "level": portfolio.risk_level,
+    }
+
+
+@dataclass
+class TargetClassRow:
+    code: str
+    name: str
+    weight: Decimal
+
+
+@dataclass
+class TargetFundRow:
+    ticker: str
+    name: str
+    asset_class: str
+    weight: Decimal
+
+
+@dataclass
+class TargetPreview:
+    """The model portfolio of one risk level, shaped for the target-allocation preview."""
+
+    risk_level: int
+    portfolio: ModelPortfolio | None
+    classes: list[TargetClassRow] = field(default_factory=list)
+    funds: list[TargetFundRow] = field(default_factory=list)
+    outlook: dict[str, Decimal] | None = None
+    # For json_script: every level's point on the frontier and the investor's own.
+    chart: dict[str, object] = field(default_factory=dict)
+
+
+def target_preview(risk_level: int) -> TargetPreview:
+    """Classes, funds, expected return, volatility, bad year and the frontier for ``risk_level``: two queries."""
+    portfolios = model_portfolios_current()
+    portfolio = next((p for p in portfolios if p.risk_level == risk_level), None)
+    if portfolio is None:
+        return TargetPreview(risk_level=risk_level, portfolio=None)
+    weights = list(portfolio.weights.all())  # prefetched, largest first
+    by_class: dict[AssetClass, Decimal] = defaultdict(Decimal)
+    for w in weights:
+        by_class[w.asset.asset_class] += w.weight
+    classes = [
+        TargetClassRow(code=c.code, name=c.name, weight=weight)
+        for c, weight in sorted(by_class.items(), key=lambda item: (-item[1], item[0].display_order))
+    ]
+    return TargetPreview(
+        risk_level=risk_level,
+        portfolio=portfolio,
+        classes=classes,
+        funds=[TargetFundRow(w.asset.ticker, w.asset.name, w.asset.asset_class.name, w.weight) for w in weights],
+        outlook=explain_level(portfolio),
+        chart={"frontier": [_frontier_point(p) for p in portfolios], "investor": _frontier_point(portfolio)},
+    )
+
+
+@dataclass
+class ModelPortfolioStats:
+    portfolio: ModelPortfolio
+    bad_year: Decimal  # 5th percentile of a year's return
+    bad_year_loss: Decimal  # the same as a positive loss, 0 when the bad year is still a gain
+    equity_share: Decimal
+    fund_count: int
+
+
+def model_portfolio_statistics(portfolios: Iterable[ModelPortfolio]) -> list[ModelPortfolioStats]:
+    """Per level: bad year, equity share and number of funds (weights prefetched by the caller's selector)."""
+    rows = []
+    for p in portfolios:
+        weights = list(p.weights.all())
+        bad_year = bad_year_return(p.expected_return, p.volatility)
+        rows.append(
+            ModelPortfolioStats(
+                portfolio=p,
+                bad_year=bad_year,
+                bad_year_loss=-bad_year if bad_year < 0 else ZERO,
+                equity_share=sum(
+                    (w.weight for w in weights if w.asset.asset_class.kind == AssetClassKind.EQUITY), ZERO
+                ),
+                fund_count=len(weights),
+            )
+        )
+    return rows
+
+
+@dataclass
+class OptimizationRunRow:
+    run: OptimizationRun
+    data_hash_prefix: str
+    timings: list[tuple[str, float]]  # ("estimate", 0.0123): seconds per step, in the order recorded
+
+
+# The steps of model_portfolios_build in the order they run (jsonb does not keep key order).
+TIMING_ORDER = ("load", "estimate", "compile", "first_solve", "resolve_mean", "total")
+
+
+def _timing_rows(timings: dict[str, float]) -> list[tuple[str, float]]:
+    named = {key.replace("_seconds", ""): value for key, value in timings.items()}
+    rank = {name: i for i, name in enumerate(TIMING_ORDER)}
+    return [(name.replace("_", " "), named[name]) for name in sorted(named, key=lambda n: (rank.get(n, len(rank)), n))]
+
+
+def optimization_runs_recent(limit: int = 10) -> list[OptimizationRunRow]:
+    runs = OptimizationRun.objects.order_by("-created_at", "-id")[:limit]
+    return [
+        OptimizationRunRow(run=run, data_hash_prefix=run.data_hash[:12], timings=_timing_rows(run.timings))
+        for run in runs
+    ]
+
+
+def model_universe(run: OptimizationRun) -> list[Asset]:
+    """The funds the run optimized over, in the run's order (its ``universe`` parameter)."""
+    tickers = list(run.parameters.get("universe", []))
+    assets = {a.ticker: a for a in Asset.objects.select_related("asset_class").filter(ticker__in=tickers)}
+    return [assets[t] for t in tickers if t in assets]

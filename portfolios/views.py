@@ -10,16 +10,23 @@ from advisor.models import Role, User
 from advisor.permissions import role_required
 
 from .access import accounts_for, can_decide, recommendations_for
+from .forms import WhatIfForm
 from .models import PipelineRun, RecommendationStatus
 from .selectors import (
     AccountSnapshot,
     account_snapshot,
+    current_risk_levels,
+    model_portfolio_statistics,
     model_portfolios_current,
+    model_universe,
     optimization_run_current,
+    optimization_runs_recent,
     recommendation_detail,
+    target_preview,
 )
 from .services.accounts import account_deposit
 from .services.recommendations import recommendation_approve, recommendation_reject
+from .services.whatif import model_portfolio_whatif
 
 
 def _chart(snapshot: AccountSnapshot) -> dict[str, object]:
@@ -37,6 +44,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     accounts = list(accounts_for(request.user))  # type: ignore[arg-type]
     snapshots = [account_snapshot(a) for a in accounts]
     recommendations = recommendations_for(request.user).order_by("-created_at")[:20]  # type: ignore[arg-type]
+    investor: User = request.user  # type: ignore[assignment]
+    risk_level = current_risk_levels([investor.pk]).get(investor.pk)
     return render(
         request,
         "portfolios/dashboard.html",
@@ -44,6 +53,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "snapshots": snapshots,
             "charts": [_chart(s) for s in snapshots if s.classes],
             "recommendations": recommendations,
+            "preview": target_preview(risk_level) if risk_level else None,
         },
     )
 
@@ -116,11 +126,42 @@ def model_portfolios(request: HttpRequest) -> HttpResponse:
         {"x": round(float(p.volatility) * 100, 2), "y": round(float(p.expected_return) * 100, 2), "level": p.risk_level}
         for p in portfolios
     ]
-    return render(
-        request,
-        "portfolios/model_portfolios.html",
-        {"portfolios": portfolios, "run": optimization_run_current(), "frontier": frontier},
-    )
+    run = optimization_run_current()
+    context: dict[str, object] = {"portfolios": portfolios, "run": run, "frontier": frontier}
+    if request.user.role != Role.INVESTOR:  # type: ignore[union-attr]
+        context |= {
+            "staff": True,
+            "statistics": model_portfolio_statistics(portfolios),
+            "runs": optimization_runs_recent(10),
+            "whatif_form": WhatIfForm(universe=model_universe(run)) if run else None,
+        }
+    return render(request, "portfolios/model_portfolios.html", context)
+
+
+@role_required(Role.ADVISOR, Role.ADMIN)
+def model_whatif(request: HttpRequest) -> HttpResponse:
+    """One level re-solved on demand with the current run's estimates under other constraints; nothing stored."""
+    run = optimization_run_current()
+    form = WhatIfForm(request.GET or None, universe=model_universe(run) if run else ())
+    context: dict[str, object] = {"run": run, "form": form, "whatif": None}
+    if run is None or not form.is_bound:
+        return render(request, "portfolios/model_whatif.html", context)
+    if not form.is_valid():
+        return render(request, "portfolios/model_whatif.html", context, status=400)
+    try:
+        context["whatif"] = model_portfolio_whatif(
+            run=run,
+            risk_level=form.cleaned_data["risk_level"],
+            max_weight=form.cleaned_data["max_weight"],
+            excluded=form.cleaned_data["exclude"],
+        )
+    except DomainError as exc:
+        for name, message in exc.fields.items():
+            form.add_error(name if name in form.fields else None, message)
+        if not exc.fields:
+            form.add_error(None, exc.message)
+        return render(request, "portfolios/model_whatif.html", context, status=exc.status_code)
+    return render(request, "portfolios/model_whatif.html", context)
 
 
 @role_required(Role.ADMIN)

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from django.contrib import messages
@@ -11,8 +10,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from advisor.errors import DomainError
 from advisor.models import Role, User
 from advisor.permissions import role_required
-from portfolios.models import ModelPortfolio
-from portfolios.selectors import model_portfolio_for
+from portfolios.selectors import target_preview
 from portfolios.universe import ESG_FLAGS
 
 from .models import Goal, GoalType, LiquidityNeed, RiskProfile
@@ -39,27 +37,9 @@ from .services import (
 from .services.behaviour import behaviour_step_restorable
 from .services.goals import ACCOUNT_TYPES, preferences_current
 
-Z_95 = Decimal("1.645")  # one-sided 95% point of the normal distribution
-
 
 def _user(request: HttpRequest) -> User:
     return request.user  # type: ignore[return-value]
-
-
-def explain_level(portfolio: ModelPortfolio | None) -> dict[str, Decimal] | None:
-    """A one-year range of returns for the level's model portfolio (normal approximation)."""
-    if portfolio is None:
-        return None
-    mu, sigma = portfolio.expected_return, portfolio.volatility
-    bad_year = mu - Z_95 * sigma  # the 5th percentile of a year's return
-    return {
-        "expected": mu,
-        "low": bad_year,
-        "high": mu + Z_95 * sigma,
-        "bad_year": bad_year,
-        "bad_year_loss": -bad_year if bad_year < 0 else Decimal(0),
-        "bad_year_on_10k": (-bad_year * 10000).quantize(Decimal("1")) if bad_year < 0 else Decimal(0),
-    }
 
 
 def drivers_for(profile: RiskProfile, definition: Definition) -> list[dict[str, Any]]:
@@ -83,15 +63,16 @@ def result(request: HttpRequest) -> HttpResponse:
     if profile is None:
         return redirect("questionnaire")
     definition = questionnaire_definition(profile.questionnaire or questionnaire_get(profile.questionnaire_version))
-    portfolio = model_portfolio_for(risk_level=profile.effective_risk_level)
+    preview = target_preview(profile.effective_risk_level)
     return render(
         request,
         "profiling/result.html",
         {
             "profile": profile,
             "drivers": drivers_for(profile, definition),
-            "portfolio": portfolio,
-            "outlook": explain_level(portfolio),
+            "portfolio": preview.portfolio,
+            "outlook": preview.outlook,
+            "preview": preview,
             "restorable": behaviour_step_restorable(investor=_user(request)),
         },
     )

@@ -8,6 +8,7 @@ from datetime import date
 from decimal import Decimal
 
 import numpy as np
+import pandas as pd
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
@@ -54,6 +55,24 @@ def _parameters(tickers: list[str]) -> dict[str, object]:
     }
 
 
+def model_price_window(*, tickers: list[str], as_of: date, years: int) -> pd.DataFrame:
+    """The prices the estimates come from: the last ``years`` up to ``as_of`` of every fund in ``tickers``.
+
+    Shared by the build and the advisors' what-if, so both estimate from the same window.
+    """
+    rows = Price.objects.filter(asset__ticker__in=tickers, date__lte=as_of).values_list(
+        "asset__ticker", "date", "close"
+    )
+    prices = wide_prices((ticker, day, float(close)) for ticker, day, close in rows)
+    missing = sorted(set(tickers) - set(prices.columns))
+    if missing:
+        raise ModelPortfolioError(f"No prices for model funds: {', '.join(missing)}. Run import_prices first.")
+    try:
+        return estimation_window(prices[tickers], years=years)
+    except EstimationError as exc:
+        raise ModelPortfolioError(str(exc)) from exc
+
+
 def model_portfolios_build(*, as_of: date) -> OptimizationRun:
     """Build (or reuse) the model portfolios from the prices up to ``as_of``.
 
@@ -63,17 +82,7 @@ def model_portfolios_build(*, as_of: date) -> OptimizationRun:
     started = time.perf_counter()
     assets = {a.ticker: a for a in Asset.objects.filter(in_model_universe=True)}
     tickers = sorted(assets)
-    rows = Price.objects.filter(asset__ticker__in=tickers, date__lte=as_of).values_list(
-        "asset__ticker", "date", "close"
-    )
-    prices = wide_prices((ticker, day, float(close)) for ticker, day, close in rows)
-    missing = sorted(set(tickers) - set(prices.columns))
-    if missing:
-        raise ModelPortfolioError(f"No prices for model funds: {', '.join(missing)}. Run import_prices first.")
-    try:
-        window = estimation_window(prices[tickers], years=settings.ADVISOR["ESTIMATION_YEARS"])
-    except EstimationError as exc:
-        raise ModelPortfolioError(str(exc)) from exc
+    window = model_price_window(tickers=tickers, as_of=as_of, years=settings.ADVISOR["ESTIMATION_YEARS"])
     parameters = _parameters(tickers)
     data_hash = snapshot_hash(window)
     fingerprint = hashlib.sha256((data_hash + canonical_json(parameters)).encode()).hexdigest()

@@ -124,7 +124,7 @@ def test_investor_journey(
         expect(page.locator("#risk-level")).to_have_text(str(expected_level))
         target = page.locator("#target-portfolio")
         expect(target.get_by_role("heading", name="Your target portfolio")).to_be_visible()
-        fund_rows = target.locator("table tbody tr")
+        fund_rows = target.locator("#target-funds tbody tr")  # the classes table above sums to 100% too
         expect(fund_rows.first).to_be_visible()
         weights = [Decimal(w.rstrip("%")) for w in fund_rows.locator("td.num").all_inner_texts()]
         assert weights and all(w > 0 for w in weights), weights

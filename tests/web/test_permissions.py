@@ -65,6 +65,7 @@ ACCESS: dict[str, Rule] = {
     "recommendation-approve": Rule("post", ("advisor",), owned="recommendation"),
     "recommendation-reject": Rule("post", ("advisor",), owned="recommendation"),
     "model-portfolios": Rule("get", ANYONE),
+    "model-whatif": Rule("get", ("advisor", "admin")),
     "advisor-queue": Rule("get", ("advisor",)),
     "staff-investors": Rule("get", ("admin",)),
     "staff-assign-advisor": Rule("post", ("admin",)),

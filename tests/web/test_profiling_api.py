@@ -131,7 +131,7 @@ def test_the_bad_year_is_a_loss_only_when_it_is_negative() -> None:
     from decimal import Decimal
     from types import SimpleNamespace
 
-    from profiling.views import explain_level
+    from portfolios.outlook import explain_level
 
     risky = explain_level(SimpleNamespace(expected_return=Decimal("0.08"), volatility=Decimal("0.15")))  # type: ignore[arg-type]
     assert risky is not None
