@@ -173,6 +173,38 @@ class Account(models.Model):
         return f"{self.name} ({self.owner})"
 
 
+class PersonalTarget(models.Model):
+    """An account's target for one optimization run: the model portfolio of its risk level under the
+    investor's constraints (ESG exclusions, restricted list, account tax type); see services/targets.py.
+
+    ``weights`` maps ticker to a ``Decimal`` string at 1e-6 (only funds held); they sum to exactly one.
+    ``binding`` lists the investor's constraints active at the target with what each costs: kind, name,
+    label (plain words), assets, and the expected return given up and volatility added (in fractions).
+    """
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="personal_targets")
+    optimization_run = models.ForeignKey(OptimizationRun, on_delete=models.PROTECT, related_name="personal_targets")
+    risk_level = models.PositiveSmallIntegerField()
+    weights = models.JSONField(default=dict)
+    expected_return = models.DecimalField(max_digits=8, decimal_places=6)
+    volatility = models.DecimalField(max_digits=8, decimal_places=6)
+    binding = models.JSONField(default=list)
+    # SHA-256 of the constraint signature: accounts with equal hashes (and levels) share one solve.
+    signature = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "optimization_run"], name="one_personal_target_per_account_and_run"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"personal target of account {self.account_id} (run {self.optimization_run_id})"
+
+
 class CashMovementKind(models.TextChoices):
     DEPOSIT = "deposit", "Deposit"
     WITHDRAWAL = "withdrawal", "Withdrawal"

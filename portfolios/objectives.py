@@ -198,6 +198,10 @@ class MaximumSharpeProblem:
         self.upper.value = upper
         started = time.perf_counter()
         self.problem.solve(solver=SOLVER)
+        if self.problem.status not in _SOLVED and self.problem.status not in _INFEASIBLE:
+            # Clarabel can stall (user_limit) on badly scaled homogenized problems; the same QP is one
+            # OSQP handles at tight tolerances.
+            self.problem.solve(solver="OSQP", eps_abs=1e-9, eps_rel=1e-9, max_iter=200_000, polishing=True)
         elapsed = time.perf_counter() - started
         if self.problem.status in _INFEASIBLE:
             raise OptimizationError(

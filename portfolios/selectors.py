@@ -21,6 +21,7 @@ from .models import (
     Lot,
     ModelPortfolio,
     OptimizationRun,
+    PersonalTarget,
     Price,
     Recommendation,
     RunStatus,
@@ -166,6 +167,16 @@ def account_snapshot(account: Account) -> AccountSnapshot:
     risk_level = current_risk_levels([account.owner_id]).get(account.owner_id)
     portfolio = model_portfolio_for(risk_level=risk_level) if risk_level else None
     target = {w.asset_id: w.weight for w in portfolio.weights.all()} if portfolio else {}
+    # The account's own target (the model portfolio under the investor's constraints) when the pipeline
+    # has built one at the current risk level.
+    personal = (
+        PersonalTarget.objects.filter(account=account, risk_level=risk_level).order_by("-id").first()
+        if risk_level
+        else None
+    )
+    if personal is not None:
+        ids = dict(Asset.objects.filter(ticker__in=list(personal.weights)).values_list("ticker", "pk"))
+        target = {ids[ticker]: Decimal(weight) for ticker, weight in personal.weights.items()}
     assets = {a.pk: a for a in Asset.objects.select_related("asset_class").filter(pk__in=set(held) | set(target))}
     positions = {
         assets[aid].ticker: Position(assets[aid].ticker, assets[aid].asset_class.code, qty, prices[aid][0])

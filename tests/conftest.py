@@ -10,11 +10,18 @@ from urllib.parse import urlparse
 import pytest
 from django.conf import settings
 from django.db import connection
+from hypothesis import settings as hypothesis_settings
 
 from tests.factories import AdminFactory, AdvisorFactory, InvestorFactory
 from tests.market import load_market_data
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# CI runs the same hypothesis examples every time, so a landing never hinges on a lucky draw; developers'
+# runs stay random and find new cases (which then become @example lines).
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if IN_CI:
+    hypothesis_settings.load_profile("ci")
 
 
 def _reachable(url: str, default_port: int) -> bool:

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from datetime import date, timedelta
 from decimal import Decimal
 from functools import partial
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -25,6 +26,8 @@ from ..models import (
     Asset,
     AssetClass,
     ModelPortfolio,
+    OptimizationRun,
+    PersonalTarget,
     PipelineRun,
     Recommendation,
     RecommendationKind,
@@ -35,6 +38,7 @@ from ..models import (
 from ..rebalance import ZERO, ClassDrift, Position, ProposedTrade, account_value, class_drift, generate_trades, triggers
 from ..selectors import cash_balances, current_risk_levels, holdings, market_date_latest, prices_as_of
 from .optimization import model_portfolios_build
+from .targets import personal_targets_build
 
 logger = logging.getLogger(__name__)
 PIPELINE_LOCK_KEY = 0x504950454C494E45  # "PIPELINE"
@@ -104,7 +108,7 @@ def pipeline_run(*, market_date: date | None = None, rerun: bool = False) -> Pip
             optimization = model_portfolios_build(as_of=market_date)
             timings["optimize_seconds"] = round(time.perf_counter() - t0, 4)
             t0 = time.perf_counter()
-            _recommend_all(run, optimization_run_id=optimization.pk, counts=counts, failures=failures)
+            _recommend_all(run, optimization_run=optimization, counts=counts, failures=failures)
             timings["accounts_seconds"] = round(time.perf_counter() - t0, 4)
             if requeued := _requeue_approved():
                 counts["executions_requeued"] = requeued
@@ -143,7 +147,9 @@ def _requeue_approved() -> int:
     return len(waiting)
 
 
-def _recommend_all(run: PipelineRun, *, optimization_run_id: int, counts: Counter[str], failures: list[str]) -> None:
+def _recommend_all(
+    run: PipelineRun, *, optimization_run: OptimizationRun, counts: Counter[str], failures: list[str]
+) -> None:
     params = settings.ADVISOR
     accounts = list(Account.objects.select_related("owner"))
     account_ids = [a.pk for a in accounts]
@@ -155,8 +161,15 @@ def _recommend_all(run: PipelineRun, *, optimization_run_id: int, counts: Counte
     class_of = {a.ticker: a.asset_class.code for a in assets.values()}
     class_names = dict(AssetClass.objects.values_list("code", "name"))
     portfolios = {
-        p.risk_level: p for p in ModelPortfolio.objects.filter(run_id=optimization_run_id).prefetch_related("weights")
+        p.risk_level: p for p in ModelPortfolio.objects.filter(run=optimization_run).prefetch_related("weights")
     }
+    # Once per run, for every account with a profile: the model portfolio under the investor's constraints.
+    # An account whose constraints no portfolio satisfies gets none; the failure names it.
+    personal_targets = personal_targets_build(
+        optimization_run=optimization_run,
+        accounts_with_levels=[(a, levels[a.owner_id]) for a in accounts if a.owner_id in levels],
+        failures=failures,
+    )
     busy = set(
         Recommendation.objects.filter(account_id__in=account_ids, status__in=OPEN_STATUSES).values_list(
             "account_id", flat=True
@@ -175,6 +188,9 @@ def _recommend_all(run: PipelineRun, *, optimization_run_id: int, counts: Counte
         if account.pk in busy:
             counts["awaiting_decision"] += 1
             continue
+        personal_target = personal_targets.get(account.pk)
+        if personal_target is None:  # infeasible constraints: already recorded in failures
+            continue
         account_cash = cash.get(account.pk, ZERO)
         positions = {}
         try:
@@ -188,8 +204,8 @@ def _recommend_all(run: PipelineRun, *, optimization_run_id: int, counts: Counte
         if total <= 0:
             counts["empty"] += 1
             continue
-        portfolio = portfolios[levels[account.owner_id]]
-        target = {assets[w.asset_id].ticker: w.weight for w in portfolio.weights.all()}
+        portfolio = portfolios[personal_target.risk_level]
+        target = {ticker: Decimal(weight) for ticker, weight in personal_target.weights.items()}
         drifts = class_drift(positions, account_cash, target, class_of)
         reasons = triggers(
             drifts,
@@ -219,6 +235,7 @@ def _recommend_all(run: PipelineRun, *, optimization_run_id: int, counts: Counte
                 run=run,
                 account=account,
                 portfolio=portfolio,
+                personal_target=personal_target,
                 reasons=reasons,
                 drifts=drifts,
                 class_names=class_names,
@@ -237,9 +254,28 @@ def _recommend_all(run: PipelineRun, *, optimization_run_id: int, counts: Counte
             counts["blocked_by_compliance"] += 1
 
 
+def _binding_sentence(binding: dict[str, Any]) -> str:
+    """One constraint of the investor that shapes the target, and what it costs, in plain words."""
+    assets = list(binding["assets"])
+    listed = assets[0] if len(assets) == 1 else ", ".join(assets[:-1]) + " and " + assets[-1]
+    if binding["kind"] == "exclusion":
+        sentence = f"{binding['label']} removes {listed}"
+    else:
+        sentence = f"{binding['label']} holds {listed} at its limit" if assets else f"{binding['label']} binds"
+    return_cost, volatility_cost = binding["expected_return_cost"], binding["volatility_cost"]
+    if return_cost is None:
+        return sentence + "."
+    sentence += f", costing about {max(return_cost, 0) * 100:.1f} percentage points of expected return a year"
+    if volatility_cost is not None and abs(volatility_cost) >= 0.0005:
+        change = "adding" if volatility_cost > 0 else "taking away"
+        sentence += f" and {change} about {abs(volatility_cost) * 100:.1f} percentage points of volatility"
+    return sentence + "."
+
+
 def _explain(
     *,
     level: int,
+    binding: list[dict[str, Any]],
     reasons: list[dict[str, str]],
     class_names: dict[str, str],
     trades: list[ProposedTrade],
@@ -268,6 +304,7 @@ def _explain(
         f"These trades bring the account back to the target portfolio for your risk level {level} "
         f"at an estimated trading cost of ${cost:,.2f}."
     )
+    lines.extend(_binding_sentence(b) for b in binding)
     return " ".join(lines)
 
 
@@ -276,6 +313,7 @@ def _recommendation_create(
     run: PipelineRun,
     account: Account,
     portfolio: ModelPortfolio,
+    personal_target: PersonalTarget,
     reasons: list[dict[str, str]],
     drifts: list[ClassDrift],
     class_names: dict[str, str],
@@ -311,7 +349,13 @@ def _recommendation_create(
                 }
                 for d in drifts
             ],
-            explanation=_explain(level=portfolio.risk_level, reasons=reasons, class_names=class_names, trades=trades),
+            explanation=_explain(
+                level=portfolio.risk_level,
+                binding=personal_target.binding,
+                reasons=reasons,
+                class_names=class_names,
+                trades=trades,
+            ),
             total_value=total.quantize(Decimal("0.01")),
             cash_before=cash,
             estimated_cost=sum((t.cost for t in trades), ZERO),
@@ -340,6 +384,7 @@ def _recommendation_create(
                 "kind": kind,
                 "risk_level": portfolio.risk_level,
                 "model_portfolio_id": portfolio.pk,
+                "personal_target_id": personal_target.pk,
                 "triggers": reasons,
                 "trades": [
                     {"ticker": t.ticker, "side": t.side, "quantity": t.quantity, "price": t.price, "amount": t.amount}
@@ -356,7 +401,7 @@ def _recommendation_create(
                 holdings_before={k: p.quantity for k, p in positions.items()},
                 prices={t.ticker: t.price for t in trades} | {k: p.price for k, p in positions.items()},
                 trades=[TradeLine(t.ticker, t.side, t.quantity, t.price, t.cash_effect) for t in trades],
-                target_volatility=float(portfolio.volatility),
+                target_volatility=float(personal_target.volatility),
             ),
         )
         if has_blocking(findings):

@@ -19,7 +19,7 @@ import cvxpy as cp
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pypfopt import EfficientFrontier
 from pypfopt import exceptions as pypfopt_exceptions
@@ -334,6 +334,7 @@ def test_a_covariance_that_is_not_positive_definite_is_refused_by_every_problem(
 
 @settings(max_examples=30, deadline=None)
 @given(st.integers(min_value=2, max_value=8), st.integers(min_value=0, max_value=2**31 - 1))
+@example(n=4, seed=61164)  # Clarabel stalls on this one (user_limit): the OSQP retry must solve it
 def test_random_problems_give_fully_invested_weights_within_bounds_for_every_objective(n: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     factors = rng.normal(size=(n, n)) * rng.uniform(0.01, 0.3, size=n)[:, None]
