@@ -53,6 +53,7 @@ api_patterns = [
     path("pipeline-runs/", portfolios_api.PipelineRunListApi.as_view(), name="api-pipeline-runs"),
     path("audit-events/", compliance_api.AuditEventListApi.as_view(), name="api-audit-events"),
     path("audit-events/verify/", compliance_api.AuditVerifyApi.as_view(), name="api-audit-verify"),
+    path("restricted-assets/", compliance_api.RestrictedAssetListApi.as_view(), name="api-restricted-assets"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
@@ -104,6 +105,12 @@ urlpatterns = [
     path("staff/investors/<int:pk>/advisor/", views.staff_assign_advisor, name="staff-assign-advisor"),
     path("staff/pipeline/", portfolios_views.pipeline_runs, name="staff-pipeline"),
     path("staff/audit/", compliance_views.audit_log, name="staff-audit"),
+    path("staff/restricted/", compliance_views.restricted_list, name="staff-restricted"),
+    path(
+        "staff/restricted/<str:ticker>/remove/",
+        compliance_views.restricted_list_remove,
+        name="staff-restricted-remove",
+    ),
     path("api/", include(api_patterns)),
     path("django-admin/", admin.site.urls),
 ]

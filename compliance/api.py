@@ -9,7 +9,8 @@ from rest_framework.views import APIView
 from advisor.permissions import IsAdminRole
 
 from .audit import audit_verify
-from .models import AuditEvent
+from .models import AuditEvent, RestrictedAsset
+from .services import restricted_add
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
@@ -54,3 +55,38 @@ class AuditVerifyApi(APIView):
                 "reason": broken.reason if broken else None,
             }
         )
+
+
+class RestrictedAssetOutputSerializer(serializers.ModelSerializer):
+    added_by = serializers.CharField(source="added_by.email")
+    removed_by = serializers.CharField(source="removed_by.email", allow_null=True, default=None)
+
+    class Meta:
+        model = RestrictedAsset
+        fields = ["id", "ticker", "reason", "added_by", "added_at", "removed_by", "removed_at", "removal_reason"]
+
+
+class RestrictedAssetListApi(APIView):
+    """The compliance restricted list (active and past entries, newest first); admins add funds to it."""
+
+    permission_classes = [IsAdminRole]
+
+    class RestrictedAssetInputSerializer(serializers.Serializer):
+        ticker = serializers.CharField(max_length=16)
+        reason = serializers.CharField()
+
+    @extend_schema(responses=RestrictedAssetOutputSerializer(many=True), summary="The restricted list")
+    def get(self, request: Request) -> Response:
+        entries = RestrictedAsset.objects.select_related("added_by", "removed_by").order_by("-added_at", "-id")
+        return Response(RestrictedAssetOutputSerializer(entries, many=True).data)
+
+    @extend_schema(
+        request=RestrictedAssetInputSerializer,
+        responses={201: RestrictedAssetOutputSerializer},
+        summary="Restrict a fund",
+    )
+    def post(self, request: Request) -> Response:
+        data = self.RestrictedAssetInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        entry = restricted_add(actor=request.user, **data.validated_data)
+        return Response(RestrictedAssetOutputSerializer(entry).data, status=201)

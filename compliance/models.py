@@ -59,3 +59,41 @@ class Finding(models.Model):
 
     def __str__(self) -> str:
         return f"{self.rule_code}: {self.severity}"
+
+
+class RestrictedAsset(models.Model):
+    """A fund on the compliance restricted list: no client may be advised to buy it.
+
+    An entry is removed by setting ``removed_by``/``removed_at``, never deleted, so the history is kept.
+    The ticker is a plain string (compliance does not depend on portfolios' models); services validate it.
+    """
+
+    ticker = models.CharField(max_length=16)
+    reason = models.TextField()
+    added_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    added_at = models.DateTimeField()
+    removed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    removed_at = models.DateTimeField(null=True, blank=True)
+    removal_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-added_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["ticker"], condition=models.Q(removed_at__isnull=True), name="one_active_restriction_per_ticker"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(removed_at__isnull=True, removed_by__isnull=True)
+                | models.Q(removed_at__isnull=False, removed_by__isnull=False),
+                name="restriction_removed_by_and_at_together",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.ticker} ({'active' if self.removed_at is None else 'removed'})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.removed_at is None

@@ -34,6 +34,7 @@ class Proposal:
     prices: Mapping[str, Decimal]
     trades: Sequence[TradeLine]
     target_volatility: float
+    restricted: frozenset[str] = frozenset()  # tickers on the compliance restricted list
 
     def holdings_after(self) -> dict[str, Decimal]:
         after = dict(self.holdings_before)
@@ -167,12 +168,27 @@ class MinimumTradeSize(Rule):
         return self._pass(f"Every trade is at least ${self.min_amount}.")
 
 
+class RestrictedList(Rule):
+    code = "restricted_list"
+    severity = BLOCK
+    description = (
+        "No buy of a fund on the compliance restricted list (sells are allowed: that is how a position is exited)."
+    )
+
+    def check(self, proposal: Proposal) -> RuleResult:
+        bought = sorted({t.ticker for t in proposal.trades if t.side == "buy" and t.ticker in proposal.restricted})
+        if bought:
+            return self._fail(f"Buys of restricted funds: {', '.join(bought)}.", tickers=bought)
+        return self._pass("No buy of a restricted fund.")
+
+
 def default_rules(*, min_trade: Decimal = Decimal("50"), max_position_weight: Decimal = Decimal("0.40")) -> list[Rule]:
     return [
         NoShortSaleOrNegativeCash(),
         ConcentrationLimit(max_weight=max_position_weight),
         VolatilityWithinBand(),
         MinimumTradeSize(min_trade),
+        RestrictedList(),
     ]
 
 

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from advisor.errors import InvalidInputError, InvalidStateError, NotAllowedError
+from advisor.models import Role
+from portfolios.universe import ASSETS
 
 from .audit import audit_record
-from .models import Finding, Severity
+from .models import Finding, RestrictedAsset, Severity
 from .rules import Proposal, RuleResult, default_rules, run_rules
 
 
@@ -15,6 +23,8 @@ def recommendation_check(*, recommendation_id: int, subject_id: int, proposal: P
     rules = default_rules(
         min_trade=settings.ADVISOR["MIN_TRADE_AMOUNT"], max_position_weight=settings.ADVISOR["MAX_POSITION_WEIGHT"]
     )
+    # The restricted list is read here, in the caller's transaction, so the rule sees the list as of this check.
+    proposal = replace(proposal, restricted=restricted_tickers())
     results: list[RuleResult] = run_rules(proposal, rules)
     with transaction.atomic():
         findings = Finding.objects.bulk_create(
@@ -45,3 +55,74 @@ def recommendation_check(*, recommendation_id: int, subject_id: int, proposal: P
 
 def has_blocking(findings: list[Finding]) -> bool:
     return any(f.severity == Severity.BLOCK for f in findings)
+
+
+# The restricted list ------------------------------------------------------------------------------
+
+UNIVERSE_TICKERS = frozenset(ticker for ticker, *_ in ASSETS)
+
+
+def restricted_tickers() -> frozenset[str]:
+    """The tickers currently on the restricted list (active entries)."""
+    return frozenset(RestrictedAsset.objects.filter(removed_at__isnull=True).values_list("ticker", flat=True))
+
+
+def _restricted_list_validate(*, actor: Any, ticker: str, reason: str) -> tuple[str, str]:
+    if getattr(actor, "role", None) != Role.ADMIN:
+        raise NotAllowedError("Only an admin can change the restricted list.")
+    ticker, reason = (ticker or "").strip().upper(), (reason or "").strip()
+    fields: dict[str, str] = {}
+    if ticker not in UNIVERSE_TICKERS:
+        fields["ticker"] = f"Unknown ticker {ticker!r}: choose a fund of the universe." if ticker else "Enter a ticker."
+    if not reason:
+        fields["reason"] = "Give the reason."
+    if fields:
+        raise InvalidInputError("The restricted list entry is not valid.", fields=fields)
+    return ticker, reason
+
+
+def restricted_add(*, actor: Any, ticker: str, reason: str) -> RestrictedAsset:
+    """Put a fund on the restricted list, with the reason, and audit it."""
+    ticker, reason = _restricted_list_validate(actor=actor, ticker=ticker, reason=reason)
+    already = InvalidStateError(
+        f"{ticker} is already restricted.", fields={"ticker": f"{ticker} is already restricted."}
+    )
+    with transaction.atomic():
+        if RestrictedAsset.objects.filter(ticker=ticker, removed_at__isnull=True).exists():
+            raise already
+        try:
+            # A savepoint, so a concurrent add of the same ticker (caught by the constraint) leaves the
+            # caller's transaction usable.
+            with transaction.atomic():
+                entry = RestrictedAsset.objects.create(
+                    ticker=ticker, reason=reason, added_by=actor, added_at=timezone.now()
+                )
+        except IntegrityError:
+            raise already from None
+        audit_record(
+            actor=actor,
+            action="restricted_list.added",
+            obj=entry,
+            payload={"ticker": ticker, "reason": reason},
+        )
+    return entry
+
+
+def restricted_remove(*, actor: Any, ticker: str, reason: str) -> RestrictedAsset:
+    """Take a fund off the restricted list (the entry is kept, marked removed), with the reason, and audit it."""
+    ticker, reason = _restricted_list_validate(actor=actor, ticker=ticker, reason=reason)
+    with transaction.atomic():
+        entry = RestrictedAsset.objects.select_for_update().filter(ticker=ticker, removed_at__isnull=True).first()
+        if entry is None:
+            raise InvalidStateError(f"{ticker} is not restricted.", fields={"ticker": f"{ticker} is not restricted."})
+        entry.removed_by = actor
+        entry.removed_at = timezone.now()
+        entry.removal_reason = reason
+        entry.save(update_fields=["removed_by", "removed_at", "removal_reason"])
+        audit_record(
+            actor=actor,
+            action="restricted_list.removed",
+            obj=entry,
+            payload={"ticker": ticker, "reason": reason, "added_at": entry.added_at, "added_reason": entry.reason},
+        )
+    return entry

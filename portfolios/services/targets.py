@@ -5,7 +5,7 @@ For an optimization run, the expected returns and covariance are rebuilt from th
 
 - the per-asset maximum of the run (``max_asset_weight``), as the model portfolio;
 - the ESG exclusions of the owner's current preferences (``personal.exclusions_for``);
-- the compliance restricted list (``COMPLIANCE_RESTRICTED_TICKERS``: none exists yet, so it is empty);
+- the compliance restricted list (``compliance.services.restricted_tickers``, read once per batch);
 - the account's tax type: every account is taxable today, so no municipal-bond rule applies.
 
 Accounts whose constraints have the same signature and level share one solve (``personal_targets_batch``);
@@ -26,6 +26,7 @@ import numpy as np
 from django.db import transaction
 from django.db.models import OuterRef, Subquery
 
+from compliance.services import restricted_tickers
 from profiling.models import Preferences
 
 from ..estimation import estimate, snapshot_hash
@@ -42,9 +43,6 @@ from ..rebalance import WEIGHT_STEP
 from ..universe import ESG_FLAGS
 from .optimization import ModelPortfolioError, decimal_weights, model_price_window
 
-# The compliance restricted list (tickers no client may be advised to buy). None exists yet: when it
-# does, it is read here and passed to ``exclusions_for`` as today.
-COMPLIANCE_RESTRICTED_TICKERS: tuple[str, ...] = ()
 # Constraints of the model portfolio itself (house policy, not the investor's choice): not explained.
 MODEL_CONSTRAINT_KINDS = frozenset({"asset_maximum"})
 
@@ -110,13 +108,12 @@ def personal_targets_build(
     ).values_list("investor_id", "esg_exclusions"):
         screens_of[owner_id] = tuple(sorted(exclusions))
     upper = np.full(len(tickers), max_weight)
+    restricted = restricted_tickers()
     constraints_of: dict[int, Constraints] = {}
     for account, _ in accounts_with_levels:
         constraints_of[account.pk] = Constraints(
             upper=upper,
-            exclusions=exclusions_for(
-                tickers, esg_exclusions=screens_of[account.owner_id], restricted=COMPLIANCE_RESTRICTED_TICKERS
-            ),
+            exclusions=exclusions_for(tickers, esg_exclusions=screens_of[account.owner_id], restricted=restricted),
             account_type=account.account_type,
         )
 

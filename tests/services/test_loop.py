@@ -73,6 +73,7 @@ def test_pipeline_builds_model_portfolios_and_proposes_investing_new_cash(funded
         "single_asset_concentration": "pass",
         "target_volatility_band": "pass",
         "minimum_trade_size": "pass",
+        "restricted_list": "pass",
     }
     actions = list(AuditEvent.objects.values_list("action", flat=True))
     assert actions[-4:] == [

@@ -71,6 +71,8 @@ ACCESS: dict[str, Rule] = {
     "staff-assign-advisor": Rule("post", ("admin",)),
     "staff-pipeline": Rule("get", ("admin",)),
     "staff-audit": Rule("get", ("admin",)),
+    "staff-restricted": Rule("get", ("admin",)),
+    "staff-restricted-remove": Rule("post", ("admin",)),
     "api-me": Rule("get", ANYONE),
     "api-questionnaire": Rule("get", ANYONE),
     "api-profile": Rule("get", ("investor",)),
@@ -87,6 +89,7 @@ ACCESS: dict[str, Rule] = {
     "api-pipeline-runs": Rule("get", ("admin",)),
     "api-audit-events": Rule("get", ("admin",)),
     "api-audit-verify": Rule("get", ("admin",)),
+    "api-restricted-assets": Rule("get", ("admin",)),
     "api-schema": Rule("get", ANYONE),
     "api-docs": Rule("get", ANYONE),
 }
@@ -154,6 +157,8 @@ def url_for(name: str, world: dict[str, object]) -> str:
         return reverse(name, kwargs={"version": "2026.2"})
     if name == "password_reset_confirm":
         return reverse(name, kwargs={"uidb64": "MQ", "token": "set-password"})
+    if name == "staff-restricted-remove":
+        return reverse(name, kwargs={"ticker": "VTI"})
     if name == "staff-assign-advisor":
         return reverse(name, kwargs={"pk": world["alice"].pk})  # type: ignore[attr-defined]
     if rule.owned:
