@@ -97,3 +97,66 @@ class RestrictedAsset(models.Model):
     @property
     def is_active(self) -> bool:
         return self.removed_at is None
+
+
+class ParameterVersion(models.Model):
+    """One version of a named parameter set (``optimization``, ``rebalancing``); the newest is in force.
+
+    Versions are only ever added, by an approved ``ParameterChange`` (four eyes); with none stored the
+    defaults in code apply (``portfolios/policy.py``), and they are version 0.
+    """
+
+    name = models.CharField(max_length=32)
+    version = models.PositiveIntegerField()
+    values = models.JSONField()
+    change = models.OneToOneField(
+        "ParameterChange", null=True, blank=True, on_delete=models.PROTECT, related_name="version_created"
+    )
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["name", "-version"]
+        constraints = [models.UniqueConstraint(fields=["name", "version"], name="one_parameter_version_per_number")]
+
+    def __str__(self) -> str:
+        return f"{self.name} parameters v{self.version}"
+
+
+class ChangeStatus(models.TextChoices):
+    PENDING = "pending", "Awaiting a second admin"
+    APPROVED = "approved", "Approved and in force"
+    REJECTED = "rejected", "Rejected"
+
+
+class ParameterChange(models.Model):
+    """A proposed new version of a parameter set: one admin proposes it with a reason, another approves or
+    rejects it (never the proposer). ``values`` is the whole proposed set, validated when proposed and again
+    when approved; ``base_version`` is the version it was written against (approval refuses a stale one).
+    """
+
+    name = models.CharField(max_length=32)
+    base_version = models.PositiveIntegerField()
+    values = models.JSONField()
+    reason = models.TextField()
+    status = models.CharField(max_length=16, choices=ChangeStatus.choices, default=ChangeStatus.PENDING)
+    proposed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    proposed_at = models.DateTimeField()
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_comment = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-proposed_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(decided_by=models.F("proposed_by")), name="parameter_change_four_eyes"
+            ),
+            models.UniqueConstraint(
+                fields=["name"], condition=models.Q(status="pending"), name="one_pending_change_per_parameter_set"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"change to {self.name} parameters ({self.status})"

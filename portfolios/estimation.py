@@ -67,3 +67,47 @@ def estimate(prices: pd.DataFrame) -> Estimates:
         end=prices.index[-1],
         observations=len(values),
     )
+
+
+def history_window(prices: pd.DataFrame, *, years: float, min_years: float) -> tuple[pd.DataFrame, list[str]]:
+    """The last ``years`` of a wide price frame, shortened to the funds' common history when one of them starts
+    later, and the flags that say so. Nothing is filled: a shortened window is named in the flags, a window
+    shorter than ``min_years`` (or than ``years``, if smaller) is refused naming the late funds, and a price
+    missing inside the window is refused naming its fund.
+    """
+    if prices.empty:
+        raise EstimationError("No prices to estimate from.")
+    prices = prices.sort_index()
+    end = prices.index[-1]
+    start = end - pd.DateOffset(years=years)
+    firsts = {str(t): prices[t].first_valid_index() for t in prices.columns}
+    never = sorted(t for t, first in firsts.items() if first is None)
+    if never:
+        raise EstimationError(f"No prices at all for: {', '.join(never)}.")
+    late = {t: first for t, first in firsts.items() if first > start}
+    flags: list[str] = []
+    if late:
+        common = max(late.values())
+        span = (end - common).days / 365.25
+        needed = min(min_years, years)
+        named = ", ".join(f"{t} from {first.date().isoformat()}" for t, first in sorted(late.items()))
+        if span < needed:
+            raise EstimationError(
+                f"Only {span:.1f} years of common history up to {end.date().isoformat()} ({named}); "
+                f"at least {needed:g} are needed."
+            )
+        flags.append(
+            f"Estimation window shortened from {years:g} to {span:.1f} years ({common.date().isoformat()} to "
+            f"{end.date().isoformat()}): prices start later for {named}."
+        )
+        start = common - pd.Timedelta(days=1)
+    window = prices.loc[prices.index > start]
+    missing = [str(t) for t in window.columns if window[t].isna().any()]
+    if missing:
+        raise EstimationError(
+            f"Prices missing inside the estimation window for: {', '.join(sorted(missing))}. "
+            "Import the missing history: nothing is filled in."
+        )
+    if len(window) < TRADING_DAYS:
+        raise EstimationError(f"Need at least {TRADING_DAYS} days of prices, have {len(window)}.")
+    return window, flags

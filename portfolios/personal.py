@@ -64,6 +64,7 @@ import osqp
 import scipy.sparse as sparse
 
 from portfolios.optimize import MIN_REPORTED_WEIGHT, SOLVER, OptimizationError
+from portfolios.policy import OptimizationPolicy
 from portfolios.universe import ASSET_CLASSES, ESG_FLAGS, ESG_FLAGS_BY_TICKER
 
 FloatArray = npt.NDArray[np.float64]
@@ -182,6 +183,21 @@ def class_bounds(classes: Sequence[str], limits: Mapping[str, tuple[float, float
     )
 
 
+def house_constraints(policy: OptimizationPolicy, classes: Sequence[str], level: int) -> Constraints:
+    """The constraints of the model portfolio of ``level`` (house policy, the same for every investor): the
+    per-fund maximum, the class bounds of the groups present in ``classes``, and the level's bond/cash floor.
+    Personal targets add the investor's constraints to these (``dataclasses.replace``)."""
+    present = set(classes) | {CLASS_KIND[c] for c in classes if c in CLASS_KIND}
+    # Sorted: the policy may come back from a JSON column in another key order, and the order of the groups is
+    # part of the signature that accounts share targets by.
+    limits = {group: bounds for group, bounds in sorted(policy.class_limits.items()) if group in present}
+    return Constraints(
+        upper=np.full(len(classes), float(policy.max_asset_weight)),
+        class_bounds=class_bounds(classes, limits) if limits else None,
+        bond_cash_minimum=policy.bond_floor(level),
+    )
+
+
 def exclusions_for(
     tickers: Sequence[str], *, esg_exclusions: Iterable[str] = (), restricted: Iterable[str] = ()
 ) -> dict[str, tuple[str, ...]]:
@@ -224,6 +240,9 @@ class Constraints:
       is bought without limit, so an account that holds nothing is never held back by it.
     - ``account_type``: ``taxable``, ``traditional_ira`` or ``roth_ira``; the last two exclude municipal
       bonds, whose tax exemption they cannot use.
+    - ``municipal_rate_floor``: set (to the house threshold) when the investor's marginal tax rate is below
+      it: a taxable account then excludes municipal bonds too, their exemption being worth less than their
+      lower yield. The threshold, not the investor's rate, is in the signature, so such accounts share a solve.
     """
 
     upper: FloatArray
@@ -236,6 +255,7 @@ class Constraints:
     transaction_cost: float | FloatArray = 0.0
     turnover_limit: float | None = None
     account_type: str = "taxable"
+    municipal_rate_floor: float | None = None
 
     def __post_init__(self) -> None:
         upper = _frozen(self.upper, "Upper bounds")
@@ -261,6 +281,10 @@ class Constraints:
             raise OptimizationError(f"The turnover limit must be a share >= 0, got {self.turnover_limit}.")
         if self.account_type not in ACCOUNT_TYPES:
             raise OptimizationError(f"Unknown account type {self.account_type!r}; choose from {list(ACCOUNT_TYPES)}.")
+        if self.municipal_rate_floor is not None and not (0 <= self.municipal_rate_floor <= 1):
+            raise OptimizationError(
+                f"The municipal rate floor must be a rate in [0, 1], got {self.municipal_rate_floor}."
+            )
         exclusions: dict[str, tuple[str, ...]] = {}
         for ticker, reasons in sorted(self.exclusions.items()):
             listed = (reasons,) if isinstance(reasons, str) else tuple(reasons)
@@ -319,6 +343,7 @@ class Constraints:
             self.costs.tobytes(),
             self.turnover_limit,
             self.account_type,
+            self.municipal_rate_floor if self.account_type not in TAX_ADVANTAGED_ACCOUNT_TYPES else None,
         )
 
     def solve_key(self) -> Hashable:
@@ -351,9 +376,15 @@ class _Bounds:
 ACCOUNT_TYPE_NAMES = {"taxable": "taxable account", "traditional_ira": "traditional IRA", "roth_ira": "Roth IRA"}
 
 
-def _tax_reason(account_type: str) -> str:
+def _tax_reason(account_type: str, rate_floor: float | None = None) -> str:
+    if account_type in TAX_ADVANTAGED_ACCOUNT_TYPES or rate_floor is None:
+        return (
+            f"the tax rule: no municipal bonds in a {ACCOUNT_TYPE_NAMES[account_type]}, "
+            "where their tax exemption is wasted"
+        )
     return (
-        f"the tax rule: no municipal bonds in a {ACCOUNT_TYPE_NAMES[account_type]}, where their tax exemption is wasted"
+        f"the tax rule: no municipal bonds at a marginal tax rate below {rate_floor:.0%}, "
+        "where their tax exemption is worth less than their lower yield"
     )
 
 
@@ -388,8 +419,8 @@ class _Universe:
             i = self.index.get(ticker)
             if i is not None:  # a ticker outside the universe is not held anyway
                 reasons[i] = why
-        if constraints.account_type in TAX_ADVANTAGED_ACCOUNT_TYPES:
-            tax = _tax_reason(constraints.account_type)
+        if constraints.account_type in TAX_ADVANTAGED_ACCOUNT_TYPES or constraints.municipal_rate_floor is not None:
+            tax = _tax_reason(constraints.account_type, constraints.municipal_rate_floor)
             for m in np.flatnonzero(self.municipal).tolist():
                 reasons[m] = (*reasons[m], tax)
         excluded = [i for i, why in enumerate(reasons) if why]

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
+from django.conf import settings
 from django.db.models import Max, OuterRef, Subquery, Sum
 
 from profiling.models import RiskProfile
@@ -21,12 +22,21 @@ from .models import (
     Lot,
     ModelPortfolio,
     OptimizationRun,
-    PersonalTarget,
     Price,
     Recommendation,
     RunStatus,
 )
 from .outlook import bad_year_return, explain_level
+from .policy import (
+    OPTIMIZATION,
+    REBALANCING,
+    OptimizationPolicy,
+    PolicyVersion,
+    RebalancingPolicy,
+    default_optimization_policy,
+    default_rebalancing_policy,
+    policy_from_values,
+)
 from .rebalance import CENT, SHARE_STEP, ZERO, Position, account_value, class_drift
 
 
@@ -169,11 +179,9 @@ def account_snapshot(account: Account) -> AccountSnapshot:
     target = {w.asset_id: w.weight for w in portfolio.weights.all()} if portfolio else {}
     # The account's own target (the model portfolio under the investor's constraints) when the pipeline
     # has built one at the current risk level.
-    personal = (
-        PersonalTarget.objects.filter(account=account, risk_level=risk_level).order_by("-id").first()
-        if risk_level
-        else None
-    )
+    from .services.targets import personal_target_lookup  # services import selectors
+
+    personal = personal_target_lookup(account=account, risk_level=risk_level) if risk_level else None
     if personal is not None:
         ids = dict(Asset.objects.filter(ticker__in=list(personal.weights)).values_list("ticker", "pk"))
         target = {ids[ticker]: Decimal(weight) for ticker, weight in personal.weights.items()}
@@ -329,7 +337,7 @@ class OptimizationRunRow:
 
 
 # The steps of model_portfolios_build in the order they run (jsonb does not keep key order).
-TIMING_ORDER = ("load", "estimate", "compile", "first_solve", "resolve_mean", "total")
+TIMING_ORDER = ("load", "estimate", "first_solve", "resolve_mean", "optimize", "total")
 
 
 def _timing_rows(timings: dict[str, float]) -> list[tuple[str, float]]:
@@ -351,3 +359,40 @@ def model_universe(run: OptimizationRun) -> list[Asset]:
     tickers = list(run.parameters.get("universe", []))
     assets = {a.ticker: a for a in Asset.objects.select_related("asset_class").filter(ticker__in=tickers)}
     return [assets[t] for t in tickers if t in assets]
+
+
+def _policy_current(name: str) -> PolicyVersion:
+    from compliance.models import ParameterVersion
+
+    stored = ParameterVersion.objects.filter(name=name).order_by("-version").first()
+    if stored is not None:
+        return PolicyVersion(name, stored.version, policy_from_values(name, stored.values))
+    params = settings.ADVISOR
+    if name == OPTIMIZATION:
+        default: OptimizationPolicy | RebalancingPolicy = default_optimization_policy(
+            estimation_years=params["ESTIMATION_YEARS"], max_asset_weight=params["MAX_ASSET_WEIGHT"]
+        )
+    else:
+        default = default_rebalancing_policy(
+            band_absolute=params["DRIFT_BAND"],
+            min_trade=params["MIN_TRADE_AMOUNT"],
+            cash_threshold_amount=params["CASH_THRESHOLD_AMOUNT"],
+            cash_threshold_weight=params["CASH_THRESHOLD_WEIGHT"],
+        )
+    return PolicyVersion(name, 0, default)
+
+
+def optimization_policy_current() -> tuple[int, OptimizationPolicy]:
+    """The optimization parameters in force and their version (0: the defaults, with deployment settings)."""
+    current = _policy_current(OPTIMIZATION)
+    if not isinstance(current.policy, OptimizationPolicy):  # pragma: no cover - policy_from_values by name
+        raise TypeError("optimization parameters did not parse as an OptimizationPolicy")
+    return current.version, current.policy
+
+
+def rebalancing_policy_current() -> tuple[int, RebalancingPolicy]:
+    """The rebalancing parameters in force and their version (0: the defaults, with deployment settings)."""
+    current = _policy_current(REBALANCING)
+    if not isinstance(current.policy, RebalancingPolicy):  # pragma: no cover - policy_from_values by name
+        raise TypeError("rebalancing parameters did not parse as a RebalancingPolicy")
+    return current.version, current.policy

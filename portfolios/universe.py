@@ -178,6 +178,37 @@ SUBSTITUTES: dict[str, str] = {
 }  # fmt: skip
 
 
+# The index each fund tracks, for the wash-sale rule: funds tracking the SAME index are treated as
+# "substantially identical" (SPY, IVV and VOO all hold the S&P 500; GLD and IAU both hold gold bullion),
+# funds tracking different indexes are not. Taken from the issuers' fund pages around 2025; ILLUSTRATIVE,
+# and the boundary of "substantially identical" is a judgement for a deployment's tax counsel.
+TRACKED_INDEX: dict[str, str] = {
+    "VTI": "CRSP US Total Market", "SPY": "S&P 500", "IVV": "S&P 500", "VOO": "S&P 500",
+    "IJR": "S&P SmallCap 600", "IWM": "Russell 2000", "VB": "CRSP US Small Cap",
+    "VEA": "FTSE Developed All Cap ex US", "EFA": "MSCI EAFE", "VWO": "FTSE Emerging Markets All Cap",
+    "EEM": "MSCI Emerging Markets", "VNQ": "MSCI US IMI Real Estate 25/50", "AGG": "Bloomberg US Aggregate",
+    "BND": "Bloomberg US Aggregate Float Adjusted", "SHY": "ICE US Treasury 1-3 Year",
+    "IEF": "ICE US Treasury 7-10 Year", "TLT": "ICE US Treasury 20+ Year",
+    "TIP": "ICE US Treasury Inflation Linked", "SCHP": "Bloomberg US TIPS (Series-L)",
+    "LQD": "iBoxx USD Liquid Investment Grade", "HYG": "iBoxx USD Liquid High Yield",
+    "MUB": "ICE AMT-Free US National Municipal", "GLD": "Gold bullion", "IAU": "Gold bullion",
+    "DBC": "DBIQ Optimum Yield Diversified Commodity", "PDBC": "DBIQ Optimum Yield Diversified Commodity",
+    "BIL": "Bloomberg 1-3 Month US Treasury Bill", "SHV": "ICE Short US Treasury Securities",
+    "ITOT": "S&P Total Market", "SCHB": "Dow Jones US Broad Stock Market", "VTV": "CRSP US Large Cap Value",
+    "VBR": "CRSP US Small Cap Value", "VOE": "CRSP US Mid Cap Value", "VXUS": "FTSE Global All Cap ex US",
+    "VT": "FTSE Global All Cap", "SCHF": "FTSE Developed ex US", "IEFA": "MSCI EAFE IMI",
+    "SCHE": "FTSE Emerging", "IEMG": "MSCI Emerging Markets IMI",
+    "BNDX": "Bloomberg Global Aggregate ex-USD (USD hedged)", "VTIP": "Bloomberg US TIPS 0-5 Year",
+    "STIP": "ICE US Treasury 0-5 Year Inflation Linked", "VTEB": "S&P National AMT-Free Municipal Bond",
+    "TFI": "Bloomberg Municipal Managed Money", "VGSH": "Bloomberg US Treasury 1-3 Year",
+    "VGIT": "Bloomberg US Treasury 3-10 Year", "VGLT": "Bloomberg US Long Treasury",
+    "VCIT": "Bloomberg US 5-10 Year Corporate", "VCSH": "Bloomberg US 1-5 Year Corporate",
+    "SCHZ": "Bloomberg US Aggregate", "GOVT": "ICE US Treasury Core", "EMB": "J.P. Morgan EMBI Global Core",
+    "IYR": "Dow Jones US Real Estate", "SCHH": "Dow Jones Equity All REIT Capped",
+    "VNQI": "S&P Global ex-US Property", "GSG": "S&P GSCI", "SGOV": "ICE 0-3 Month US Treasury Securities",
+}  # fmt: skip
+
+
 def tax_treatment(ticker: str, class_code: str, kind: str) -> str:
     if ticker in TAX_TREATMENT_OVERRIDES:
         return TAX_TREATMENT_OVERRIDES[ticker]
@@ -202,6 +233,8 @@ def seed_universe(asset_class_model: Any, asset_model: Any) -> None:
             defaults["expense_ratio"] = Decimal(EXPENSE_RATIO_PCT[ticker]) / 100
             kind = next(k for code, _, k, _ in ASSET_CLASSES if code == class_code)
             defaults["tax_treatment"] = tax_treatment(ticker, class_code, kind)
+        if "tracks_index" in fields:
+            defaults["tracks_index"] = TRACKED_INDEX[ticker]
         asset_model.objects.update_or_create(ticker=ticker, defaults=defaults)
     if "substitute" in {f.name for f in asset_model._meta.get_fields()}:
         for primary, secondary in SUBSTITUTES.items():

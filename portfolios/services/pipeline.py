@@ -334,6 +334,7 @@ def _recommendation_create(
             account=account,
             pipeline_run=run,
             model_portfolio=portfolio,
+            personal_target=personal_target,
             kind=kind,
             status=RecommendationStatus.PENDING,
             risk_level=portfolio.risk_level,

@@ -1,54 +1,109 @@
-"""Personal targets: each account's model portfolio under its investor's constraints, stored per optimization run.
+"""Personal targets: the model portfolio of an account's risk level under its investor's constraints.
 
-For an optimization run, the expected returns and covariance are rebuilt from the run's own price window
-(checked against its data hash), and every account gets the model problem of its effective risk level with:
+For an optimization run, every account gets the model problem of its effective risk level (the house
+constraints of the run's policy: per-fund maximum, class bounds, the level's bond/cash floor) with:
 
-- the per-asset maximum of the run (``max_asset_weight``), as the model portfolio;
 - the ESG exclusions of the owner's current preferences (``personal.exclusions_for``);
 - the compliance restricted list (``compliance.services.restricted_tickers``, read once per batch);
-- the account's tax type: every account is taxable today, so no municipal-bond rule applies.
+- the account's tax type: no municipal bonds in a traditional or Roth IRA, nor in a taxable account whose
+  owner's marginal tax rate is below the policy's ``municipal_min_tax_rate``.
 
-Accounts whose constraints have the same signature and level share one solve (``personal_targets_batch``);
-the constraints that bind, with what each costs, are explained once per distinct signature and level.
-Accounts with the model's own constraints (no exclusions) get the stored model portfolio of their level:
-it is the solution of the same problem, so the weights are the model weights exactly.
+A target is stored once per (run, constraint signature, level) and shared by every account with that
+signature and level: a million accounts with a thousand distinct signatures store about ten thousand rows,
+and each is solved and explained once. Accounts with only the house constraints get the stored model
+portfolio of their level: it is the solution of the same problem, so the weights are the model's exactly.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
-from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 from django.db import transaction
 from django.db.models import OuterRef, Subquery
 
+from compliance.audit import audit_record
 from compliance.services import restricted_tickers
 from profiling.models import Preferences
 
-from ..estimation import estimate, snapshot_hash
-from ..models import Account, Asset, ModelPortfolio, OptimizationRun, PersonalTarget
+from ..models import TAX_ADVANTAGED_ACCOUNT_TYPES, Account, ModelPortfolio, OptimizationRun, PersonalTarget
 from ..personal import (
     BindingConstraint,
     Constraints,
     InfeasibleConstraintsError,
     PersonalTargetSolver,
     exclusions_for,
-    personal_targets_batch,
+    house_constraints,
 )
+from ..policy import OptimizationPolicy
 from ..rebalance import WEIGHT_STEP
 from ..universe import ESG_FLAGS
-from .optimization import ModelPortfolioError, decimal_weights, model_price_window
+from .optimization import ModelInputs, decimal_weights, run_market, run_policy
 
 # Constraints of the model portfolio itself (house policy, not the investor's choice): not explained.
-MODEL_CONSTRAINT_KINDS = frozenset({"asset_maximum"})
+MODEL_CONSTRAINT_KINDS = frozenset({"asset_maximum", "class_minimum", "class_maximum", "bond_cash_minimum"})
 
 
-def _signature_hash(constraints: Constraints) -> str:
+@dataclass(frozen=True)
+class InvestorTerms:
+    """What of an investor shapes their targets: ESG screens and marginal tax rate (None: not given)."""
+
+    screens: tuple[str, ...] = ()
+    marginal_tax_rate: Decimal | None = None
+
+
+def investor_terms(owner_ids: Iterable[int]) -> dict[int, InvestorTerms]:
+    """Every owner's newest preferences, in one query (owners without preferences get the defaults)."""
+    owners = set(owner_ids)
+    newest = Preferences.objects.filter(investor=OuterRef("investor")).order_by("-version")
+    terms = dict.fromkeys(owners, InvestorTerms())
+    for owner_id, exclusions, rate in Preferences.objects.filter(
+        investor_id__in=owners, pk=Subquery(newest.values("pk")[:1])
+    ).values_list("investor_id", "esg_exclusions", "marginal_tax_rate"):
+        terms[owner_id] = InvestorTerms(tuple(sorted(exclusions)), rate)
+    return terms
+
+
+def account_constraints(
+    *,
+    policy: OptimizationPolicy,
+    tickers: Sequence[str],
+    classes: Sequence[str],
+    level: int,
+    account_type: str,
+    terms: InvestorTerms,
+    restricted: Iterable[str],
+) -> Constraints:
+    """The house constraints of ``level`` plus one account's: exclusions, account type and the municipal rule."""
+    low_bracket = (
+        account_type not in TAX_ADVANTAGED_ACCOUNT_TYPES
+        and terms.marginal_tax_rate is not None
+        and float(terms.marginal_tax_rate) < policy.municipal_min_tax_rate
+    )
+    return replace(
+        house_constraints(policy, classes, level),
+        exclusions=exclusions_for(tickers, esg_exclusions=terms.screens, restricted=restricted),
+        account_type=account_type,
+        municipal_rate_floor=policy.municipal_min_tax_rate if low_bracket else None,
+    )
+
+
+def signature_hash(constraints: Constraints) -> str:
     return hashlib.sha256(repr(constraints.signature()).encode()).hexdigest()
+
+
+def describe_constraints(constraints: Constraints) -> dict[str, Any]:
+    """The investor's part of a signature in plain values, stored with the target."""
+    return {
+        "exclusions": {ticker: list(reasons) for ticker, reasons in constraints.exclusions.items()},
+        "account_type": constraints.account_type,
+        "municipal_rate_floor": constraints.municipal_rate_floor,
+        "bond_cash_minimum": constraints.bond_cash_minimum,
+    }
 
 
 def _exclusion_label(reason: str, screens: Sequence[str]) -> str:
@@ -59,7 +114,7 @@ def _exclusion_label(reason: str, screens: Sequence[str]) -> str:
     return reason[:1].upper() + reason[1:]
 
 
-def _binding_rows(binding: Sequence[BindingConstraint], screens: Sequence[str]) -> list[dict[str, object]]:
+def binding_rows(binding: Sequence[BindingConstraint], screens: Sequence[str]) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     for b in binding:
         if b.kind in MODEL_CONSTRAINT_KINDS:
@@ -88,184 +143,180 @@ def personal_targets_build(
 ) -> dict[int, PersonalTarget]:
     """The personal target of each account (at its effective risk level) for ``optimization_run``.
 
-    One target per account and run: a stored one is returned as it is, unless the account's level or
-    constraints have changed since (then it is rebuilt in place). An account whose constraints no portfolio
-    satisfies gets no target; why is appended to ``failures``, naming the account.
+    Targets are shared per (run, signature, level): a stored one is reused, a missing one is solved once for
+    all the accounts that need it. An account whose constraints no portfolio satisfies gets no target; why is
+    appended to ``failures``, naming the account. One audit event records each batch that stored new targets.
     """
     failures = [] if failures is None else failures
     if not accounts_with_levels:
         return {}
-    parameters = optimization_run.parameters
-    tickers: list[str] = list(parameters["universe"])
-    max_weight = float(parameters["max_asset_weight"])
-
-    # Every owner's newest preferences in one query.
-    owners = {account.owner_id for account, _ in accounts_with_levels}
-    newest = Preferences.objects.filter(investor=OuterRef("investor")).order_by("-version")
-    screens_of: dict[int, tuple[str, ...]] = dict.fromkeys(owners, ())
-    for owner_id, exclusions in Preferences.objects.filter(
-        investor_id__in=owners, pk=Subquery(newest.values("pk")[:1])
-    ).values_list("investor_id", "esg_exclusions"):
-        screens_of[owner_id] = tuple(sorted(exclusions))
-    upper = np.full(len(tickers), max_weight)
+    policy = run_policy(optimization_run)
+    tickers: list[str] = list(optimization_run.parameters["universe"])
+    classes: list[str] = list(optimization_run.parameters["classes"])
+    terms = investor_terms(account.owner_id for account, _ in accounts_with_levels)
     restricted = restricted_tickers()
-    constraints_of: dict[int, Constraints] = {}
-    for account, _ in accounts_with_levels:
-        constraints_of[account.pk] = Constraints(
-            upper=upper,
-            exclusions=exclusions_for(tickers, esg_exclusions=screens_of[account.owner_id], restricted=restricted),
-            account_type=account.account_type,
+
+    # One Constraints object per distinct (account type, screens, bracket rule, level): accounts share them.
+    cache: dict[tuple[object, ...], tuple[Constraints, str]] = {}
+    key_of: dict[int, tuple[str, int]] = {}  # account -> (signature hash, level)
+    constraints_of: dict[tuple[str, int], Constraints] = {}
+    screens_of: dict[tuple[str, int], tuple[str, ...]] = {}
+    for account, level in accounts_with_levels:
+        owner_terms = terms[account.owner_id]
+        low = (
+            owner_terms.marginal_tax_rate is not None
+            and float(owner_terms.marginal_tax_rate) < policy.municipal_min_tax_rate
         )
+        cache_key = (account.account_type, owner_terms.screens, low, level)
+        if cache_key not in cache:
+            constraints = account_constraints(
+                policy=policy,
+                tickers=tickers,
+                classes=classes,
+                level=level,
+                account_type=account.account_type,
+                terms=owner_terms,
+                restricted=restricted,
+            )
+            cache[cache_key] = (constraints, signature_hash(constraints))
+        constraints, signature = cache[cache_key]
+        key_of[account.pk] = (signature, level)
+        constraints_of[(signature, level)] = constraints
+        screens_of.setdefault((signature, level), owner_terms.screens)
 
+    signatures = {signature for signature, _ in constraints_of}
     stored = {
-        t.account_id: t
-        for t in PersonalTarget.objects.filter(optimization_run=optimization_run, account_id__in=list(constraints_of))
+        (t.signature, t.risk_level): t
+        for t in PersonalTarget.objects.filter(optimization_run=optimization_run, signature__in=signatures)
     }
-    # A stored target is kept unless the investor's level or constraints changed since it was built (a
-    # re-run on the same optimization run after a new profile or new preferences): then it is rebuilt in place.
-    pending = [
-        (account, level)
-        for account, level in accounts_with_levels
-        if account.pk not in stored
-        or stored[account.pk].risk_level != level
-        or stored[account.pk].signature != _signature_hash(constraints_of[account.pk])
-    ]
-    if not pending:
-        return stored
+    missing = [key for key in constraints_of if key not in stored]
+    failed_keys: dict[tuple[str, int], str] = {}
+    if missing:
+        rows, failed_keys = _solve_missing(
+            optimization_run=optimization_run,
+            policy=policy,
+            keys=missing,
+            constraints_of=constraints_of,
+            screens_of=screens_of,
+            tickers=tickers,
+            classes=classes,
+        )
+        if rows:
+            new_keys = {(r.signature, r.risk_level) for r in rows}
+            with transaction.atomic():
+                # ignore_conflicts: a concurrent chunk of the same run may store some first.
+                PersonalTarget.objects.bulk_create(rows, ignore_conflicts=True)
+                audit_record(
+                    actor=None,
+                    action="personal_targets.built",
+                    obj=optimization_run,
+                    payload={
+                        "targets": len(rows),
+                        "accounts": sum(1 for key in key_of.values() if key in new_keys),
+                        "binding": sorted({b["kind"] for r in rows for b in r.binding}),
+                    },
+                )
+            stored = {
+                (t.signature, t.risk_level): t
+                for t in PersonalTarget.objects.filter(optimization_run=optimization_run, signature__in=signatures)
+            }
+    result: dict[int, PersonalTarget] = {}
+    for account, _ in accounts_with_levels:
+        key = key_of[account.pk]
+        if key in failed_keys:
+            failures.append(
+                f"account {account.pk} ({account.name}): no personal target satisfies the investor's constraints: "
+                f"{failed_keys[key]}"
+            )
+        elif key in stored:
+            result[account.pk] = stored[key]
+    return result
 
-    class_of = dict(Asset.objects.filter(ticker__in=tickers).values_list("ticker", "asset_class__code"))
+
+def _solve_missing(
+    *,
+    optimization_run: OptimizationRun,
+    policy: OptimizationPolicy,
+    keys: list[tuple[str, int]],
+    constraints_of: dict[tuple[str, int], Constraints],
+    screens_of: dict[tuple[str, int], tuple[str, ...]],
+    tickers: list[str],
+    classes: list[str],
+) -> tuple[list[PersonalTarget], dict[tuple[str, int], str]]:
     portfolios = {
         p.risk_level: p for p in ModelPortfolio.objects.filter(run=optimization_run).prefetch_related("weights__asset")
     }
-    model_constraints = Constraints(upper=upper)
-    by_signature: dict[Hashable, list[tuple[Account, int]]] = defaultdict(list)
-    for account, level in pending:
-        by_signature[constraints_of[account.pk].signature()].append((account, level))
-
+    house = {level: signature_hash(house_constraints(policy, classes, level)) for level in portfolios}
     rows: list[PersonalTarget] = []
-    model_signature = model_constraints.signature()
-    market: _Market | None = None  # built on the first signature that needs a solve
-    for signature, members in by_signature.items():
-        constraints = constraints_of[members[0][0].pk]
-        signature_hash = _signature_hash(constraints)
-        if signature == model_signature:
-            for account, level in members:
-                portfolio = portfolios[level]
-                rows.append(
-                    PersonalTarget(
-                        account=account,
-                        optimization_run=optimization_run,
-                        risk_level=level,
-                        weights={w.asset.ticker: str(w.weight) for w in portfolio.weights.all()},
-                        expected_return=portfolio.expected_return,
-                        volatility=portfolio.volatility,
-                        binding=[],
-                        signature=signature_hash,
-                    )
+    failed: dict[tuple[str, int], str] = {}
+    market: tuple[ModelInputs, PersonalTargetSolver] | None = None  # built on the first key that needs a solve
+    for signature, level in keys:
+        constraints = constraints_of[(signature, level)]
+        portfolio = portfolios[level]
+        common = {
+            "optimization_run": optimization_run,
+            "risk_level": level,
+            "signature": signature,
+            "constraints": describe_constraints(constraints),
+        }
+        if signature == house[level]:
+            rows.append(
+                PersonalTarget(
+                    **common,
+                    weights={w.asset.ticker: str(w.weight) for w in portfolio.weights.all()},
+                    expected_return=portfolio.expected_return,
+                    volatility=portfolio.volatility,
+                    binding=[],
                 )
+            )
             continue
         if market is None:
-            market = _market(optimization_run, tickers, [class_of[t] for t in tickers])
-        rows.extend(
-            _solved(
-                optimization_run=optimization_run,
-                members=members,
-                constraints=constraints,
-                signature_hash=signature_hash,
-                screens=screens_of[members[0][0].owner_id],
-                portfolios=portfolios,
-                market=market,
-                max_weight=max_weight,
-                failures=failures,
-            )
-        )
-
-    changed = [row for row in rows if row.account_id in stored]
-    for row in changed:
-        row.pk = stored[row.account_id].pk
-    with transaction.atomic():
-        # ignore_conflicts: a concurrent delivery of the same run stored some first.
-        PersonalTarget.objects.bulk_create([r for r in rows if r.account_id not in stored], ignore_conflicts=True)
-        PersonalTarget.objects.bulk_update(
-            changed, ["risk_level", "weights", "expected_return", "volatility", "binding", "signature"]
-        )
-    failed = {account.pk for account, _ in pending} - {row.account_id for row in rows}
-    ids = [a.pk for a, _ in accounts_with_levels if a.pk not in failed]  # never a stale target for those
-    return {
-        t.account_id: t for t in PersonalTarget.objects.filter(optimization_run=optimization_run, account_id__in=ids)
-    }
-
-
-@dataclass(frozen=True)
-class _Market:
-    tickers: list[str]
-    mu: np.ndarray
-    sigma: np.ndarray
-    solver: PersonalTargetSolver
-
-
-def _market(optimization_run: OptimizationRun, tickers: list[str], classes: list[str]) -> _Market:
-    """The run's expected returns and covariance, rebuilt exactly as the model build made them."""
-    window = model_price_window(
-        tickers=tickers, as_of=optimization_run.as_of, years=int(optimization_run.parameters["estimation_years"])
-    )
-    if snapshot_hash(window) != optimization_run.data_hash:
-        raise ModelPortfolioError(
-            f"The prices of optimization run {optimization_run.pk} have changed since it was built: "
-            "its personal targets cannot be rebuilt."
-        )
-    estimates = estimate(window)
-    return _Market(tickers, estimates.expected_returns, estimates.covariance, PersonalTargetSolver(tickers, classes))
-
-
-def _solved(
-    *,
-    optimization_run: OptimizationRun,
-    members: list[tuple[Account, int]],
-    constraints: Constraints,
-    signature_hash: str,
-    screens: Sequence[str],
-    portfolios: dict[int, ModelPortfolio],
-    market: _Market,
-    max_weight: float,
-    failures: list[str],
-) -> list[PersonalTarget]:
-    """Targets for the accounts of one signature: one solve per level, explained once per level."""
-    try:
-        # solve() checks the constraints first (personal.diagnose) and names each conflict it finds.
-        explained = {
-            level: market.solver.solve(
-                constraints, market.mu, market.sigma, portfolios[level].risk_aversion, explain=True
-            )
-            for level in sorted({level for _, level in members})
-        }
-        weights = personal_targets_batch(
-            [constraints] * len(members),
-            market.mu,
-            market.sigma,
-            [portfolios[level].risk_aversion for _, level in members],
-            solver=market.solver,
-        )
-    except InfeasibleConstraintsError as exc:
-        reasons = "; ".join(exc.problems)
-        failures.extend(
-            f"account {account.pk} ({account.name}): no personal target satisfies the investor's constraints: {reasons}"
-            for account, _ in members
-        )
-        return []
-    rows = []
-    for (account, level), row in zip(members, weights, strict=True):
-        rounded = decimal_weights(row, max_weight)
+            _, inputs = run_market(optimization_run)
+            market = (inputs, PersonalTargetSolver(tickers, classes))
+        inputs, solver = market
+        try:
+            # solve() checks the constraints first (personal.diagnose) and names each conflict it finds.
+            solved = solver.solve(constraints, inputs.mu, inputs.sigma, portfolio.risk_aversion, explain=True)
+        except InfeasibleConstraintsError as exc:
+            failed[(signature, level)] = "; ".join(exc.problems)
+            continue
+        weights = solved.weights
+        rounded = decimal_weights(weights, policy.max_asset_weight)
         rows.append(
             PersonalTarget(
-                account=account,
-                optimization_run=optimization_run,
-                risk_level=level,
-                weights={t: str(w) for t, w in zip(market.tickers, rounded, strict=True) if w > 0},
-                expected_return=Decimal(repr(float(market.mu @ row))).quantize(WEIGHT_STEP),
-                volatility=Decimal(repr(float(np.sqrt(row @ market.sigma @ row)))).quantize(WEIGHT_STEP),
-                binding=_binding_rows(explained[level].binding, screens),
-                signature=signature_hash,
+                **common,
+                weights={t: str(w) for t, w in zip(tickers, rounded, strict=True) if w > 0},
+                expected_return=Decimal(repr(float(inputs.mu @ weights))).quantize(WEIGHT_STEP),
+                volatility=Decimal(repr(float(np.sqrt(weights @ inputs.sigma @ weights)))).quantize(WEIGHT_STEP),
+                binding=binding_rows(solved.binding, screens_of[(signature, level)]),
             )
         )
-    return rows
+    return rows, failed
+
+
+def personal_target_lookup(*, account: Account, risk_level: int) -> PersonalTarget | None:
+    """The stored target of ``account`` at ``risk_level`` for the newest run that has one for its signature
+    (read only: the pipeline builds targets; None when it has not yet built one for these constraints)."""
+    run = (
+        OptimizationRun.objects.filter(status="succeeded", personal_targets__isnull=False)
+        .order_by("-as_of", "-id")
+        .first()
+    )
+    current = OptimizationRun.objects.filter(status="succeeded").order_by("-as_of", "-id").first()
+    for candidate in dict.fromkeys(r for r in (current, run) if r is not None):
+        policy = run_policy(candidate)
+        constraints = account_constraints(
+            policy=policy,
+            tickers=list(candidate.parameters["universe"]),
+            classes=list(candidate.parameters["classes"]),
+            level=risk_level,
+            account_type=account.account_type,
+            terms=investor_terms([account.owner_id])[account.owner_id],
+            restricted=restricted_tickers(),
+        )
+        found = PersonalTarget.objects.filter(
+            optimization_run=candidate, signature=signature_hash(constraints), risk_level=risk_level
+        ).first()
+        if found is not None:
+            return found
+    return None

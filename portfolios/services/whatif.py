@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 import numpy as np
 
 from advisor.errors import InvalidInputError, InvalidStateError
 
-from ..estimation import estimate, snapshot_hash
 from ..models import ModelPortfolio, OptimizationRun
-from ..optimize import MeanVarianceProblem, OptimizationError, risk_aversion_for_level
+from ..optimize import OptimizationError
 from ..outlook import bad_year_return
+from ..personal import PersonalTargetSolver, house_constraints
 from ..rebalance import WEIGHT_STEP, ZERO
 from ..selectors import model_portfolio_for, model_universe
-from .optimization import ModelPortfolioError, decimal_weights, model_price_window
+from .optimization import ModelPortfolioError, decimal_weights, run_market
 
 
 class WhatIfInfeasibleError(InvalidInputError):
@@ -104,15 +104,17 @@ def model_portfolio_whatif(
     cap = max_weight if max_weight is not None else Decimal(str(run.parameters["max_asset_weight"]))
     _check_feasible(fund_count=len(tickers), excluded_count=len(set(excluded)), max_weight=cap)
 
+    inputs_match_run = True
     try:
-        window = model_price_window(tickers=tickers, as_of=run.as_of, years=int(run.parameters["estimation_years"]))
+        policy, inputs = run_market(run)
     except ModelPortfolioError as exc:
         raise InvalidStateError(f"The run's prices cannot be rebuilt: {exc}") from exc
-    estimates = estimate(window)
+    classes = list(run.parameters["classes"])
     upper = np.array([0.0 if t in excluded else float(cap) for t in tickers])
+    constraints = replace(house_constraints(policy, classes, risk_level), upper=upper)
     try:
-        solution = MeanVarianceProblem(len(tickers)).solve(
-            estimates.expected_returns, estimates.covariance, risk_aversion_for_level(risk_level), upper
+        solution = PersonalTargetSolver(tickers, classes).solve(
+            constraints, inputs.mu, inputs.sigma, policy.gamma(risk_level), method="clarabel"
         )
     except OptimizationError as exc:
         raise WhatIfInfeasibleError(f"The optimizer found no portfolio under these constraints: {exc}") from exc
@@ -144,6 +146,6 @@ def model_portfolio_whatif(
         bad_year=bad_year_return(expected_return, volatility),
         model=model,
         model_bad_year=bad_year_return(model.expected_return, model.volatility) if model else None,
-        inputs_match_run=snapshot_hash(window) == run.data_hash,
+        inputs_match_run=inputs_match_run,
         seconds=round(time.perf_counter() - started, 3),
     )

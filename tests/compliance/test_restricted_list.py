@@ -138,7 +138,8 @@ def test_a_restricted_fund_gets_no_target_weight_and_is_not_bought(funded_alice,
     pipeline_run()
     # then
     rec = Recommendation.objects.get()
-    target = PersonalTarget.objects.get(account=rec.account)
+    target = rec.personal_target
+    assert target is not None and PersonalTarget.objects.count() == 1
     assert Decimal(target.weights.get("VTI", "0")) == 0
     assert sum(Decimal(w) for w in target.weights.values()) == Decimal(1)
     [binding] = target.binding

@@ -76,8 +76,9 @@ def test_pipeline_builds_model_portfolios_and_proposes_investing_new_cash(funded
         "restricted_list": "pass",
     }
     actions = list(AuditEvent.objects.values_list("action", flat=True))
-    assert actions[-4:] == [
+    assert actions[-5:] == [
         "optimization.succeeded",
+        "personal_targets.built",
         "recommendation.created",
         "recommendation.checked",
         "pipeline.finished",

@@ -47,7 +47,7 @@ def test_without_preferences_the_target_is_the_model_portfolio_exactly(funded_al
     assert run.status == RunStatus.SUCCEEDED
     rec = Recommendation.objects.get()
     target = PersonalTarget.objects.get()
-    assert target.account_id == rec.account_id and target.optimization_run_id == run.optimization_run_id
+    assert rec.personal_target_id == target.pk and target.optimization_run_id == run.optimization_run_id
     assert target.risk_level == rec.risk_level == rec.model_portfolio.risk_level
     assert target.weights == model_weights(rec)
     assert sum(Decimal(w) for w in target.weights.values()) == Decimal(1)
@@ -71,8 +71,8 @@ def test_an_esg_exclusion_shapes_the_target_and_is_explained_with_its_cost(funde
     assert flagged & set(model_weights(rec))  # the model portfolio holds some: the screen matters
     bought = {t.asset.ticker for t in rec.trades.select_related("asset") if t.side == TradeSide.BUY}
     assert bought and not bought & flagged
-    target = PersonalTarget.objects.get(account=rec.account)
-    assert not set(target.weights) & flagged
+    target = rec.personal_target
+    assert target is not None and not set(target.weights) & flagged
     assert sum(Decimal(w) for w in target.weights.values()) == Decimal(1)
     [binding] = target.binding
     assert binding["kind"] == "exclusion"
@@ -104,9 +104,10 @@ def test_rerunning_the_pipeline_creates_no_new_targets(funded_alice) -> None:  #
     # when: new preferences before another re-run on the same optimization run
     exclude(funded_alice)
     pipeline_run(market_date=first.market_date, rerun=True)
-    # then: the account's target for the run is rebuilt in place, still one row
-    target = PersonalTarget.objects.get()
-    assert target.pk == stored[0][0] and target.binding == [] and target.weights != stored[0][1]
+    # then: the account's new signature gets its own target for the run; the first one is kept unchanged
+    assert list(PersonalTarget.objects.filter(pk=stored[0][0]).values_list("pk", "weights")) == stored
+    target = PersonalTarget.objects.exclude(pk=stored[0][0]).get()
+    assert target.binding == [] and target.weights != stored[0][1]
 
 
 def test_accounts_with_the_same_constraints_share_one_solve(funded_alice, carol, erin) -> None:  # type: ignore[no-untyped-def]
@@ -131,7 +132,8 @@ def test_accounts_with_the_same_constraints_share_one_solve(funded_alice, carol,
     # and building again stores nothing new
     again = personal_targets_build(optimization_run=optimization, accounts_with_levels=accounts)
     assert {k: t.pk for k, t in again.items()} == {k: t.pk for k, t in targets.items()}
-    assert PersonalTarget.objects.count() == 3
+    assert PersonalTarget.objects.count() == 2  # one row per signature and level, shared
+    assert targets[alice_account.pk].pk == targets[bob_account.pk].pk
 
 
 def test_impossible_constraints_fail_that_account_only(funded_alice, carol, erin, settings) -> None:  # type: ignore[no-untyped-def]
@@ -156,4 +158,5 @@ def test_impossible_constraints_fail_that_account_only(funded_alice, carol, erin
     assert f"account {bob_account.pk} (Taxable account): no personal target" in run.error
     assert "per-asset maxima sum to 0.9 < 1" in run.error
     assert list(Recommendation.objects.values_list("account__owner", flat=True)) == [funded_alice.pk]
-    assert not PersonalTarget.objects.filter(account=bob_account).exists()
+    assert PersonalTarget.objects.count() == 1  # Alice's only
+    assert Recommendation.objects.get().personal_target == PersonalTarget.objects.get()

@@ -134,8 +134,8 @@ def test_advisors_see_statistics_runs_with_timings_and_the_whatif_form(client, b
     assert f">{run.data_hash[:12]}</code>" in runs
     t = run.timings
     assert (
-        f"load {t['load_seconds']}; estimate {t['estimate_seconds']}; compile {t['compile_seconds']}; "
-        f"first solve {t['first_solve_seconds']}; resolve mean {t['resolve_seconds_mean']}; total {t['total_seconds']}<"
+        f"load {t['load_seconds']}; estimate {t['estimate_seconds']}; first solve {t['first_solve_seconds']}; "
+        f"resolve mean {t['resolve_seconds_mean']}; optimize {t['optimize_seconds']}; total {t['total_seconds']}<"
     ) in runs
     statistics = page[page.index('id="model-statistics"') : page.index('id="whatif"')]
     assert statistics.count("<tr><td>") == 10
