@@ -65,4 +65,5 @@ def reoptimize(actor_id: int) -> dict[str, object]:
         "accounts": result.accounts,
         "targets": result.targets,
         "failures": len(result.failures),
+        "levels_outside_volatility_bands": sorted(result.outside_bands),
     }

@@ -20,6 +20,7 @@ from django.db.models import Max
 from advisor.errors import InvalidStateError, NotAllowedError
 from advisor.models import Role
 from compliance.audit import audit_record
+from compliance.rules import VOLATILITY_BANDS
 
 from ..models import LIVE_BOOK, Account, OptimizationRun
 from ..selectors import current_risk_levels, market_date_latest, optimization_policy_current
@@ -39,6 +40,19 @@ class RerunResult:
     accounts: int = 0  # live accounts whose owner has a risk profile
     targets: int = 0  # of them, how many have a personal target for the run
     failures: list[str] = field(default_factory=list)
+    # Levels whose model portfolio compliance's volatility band refuses: every recommendation at such a level
+    # would be blocked, so the admin hears of it now rather than from the advisors' queue.
+    outside_bands: dict[int, str] = field(default_factory=dict)
+
+
+def levels_outside_bands(run: OptimizationRun) -> dict[int, str]:
+    """Level -> the model portfolio's volatility, for the levels outside their compliance band."""
+    outside = {}
+    for level, volatility in run.model_portfolios.values_list("risk_level", "volatility"):
+        low, high = VOLATILITY_BANDS.get(level, (0.0, 0.0))
+        if not low <= float(volatility) <= high:
+            outside[level] = str(volatility)
+    return outside
 
 
 def _require_admin(actor: Any) -> None:
@@ -83,7 +97,7 @@ def optimization_rerun(*, actor: Any) -> RerunResult:
         raise InvalidStateError("No prices are stored yet: import prices before re-optimizing.")
     newest_before = OptimizationRun.objects.aggregate(newest=Max("pk"))["newest"] or 0
     run = model_portfolios_build(as_of=market_date, actor=actor)
-    result = RerunResult(run=run, reused=run.pk <= newest_before)
+    result = RerunResult(run=run, reused=run.pk <= newest_before, outside_bands=levels_outside_bands(run))
 
     for accounts in _live_accounts_in_batches():
         levels = current_risk_levels({a.owner_id for a in accounts})
@@ -107,6 +121,7 @@ def optimization_rerun(*, actor: Any) -> RerunResult:
                 "targets": result.targets,
                 "failures": result.failures[:FAILURES_LISTED],
                 "failure_count": len(result.failures),
+                "levels_outside_volatility_bands": {str(k): v for k, v in result.outside_bands.items()},
             },
         )
     return result

@@ -62,6 +62,7 @@ def test_a_rerun_builds_the_run_and_the_live_accounts_targets(funded_alice, bob,
         "targets": 1,
         "failures": [],
         "failure_count": 0,
+        "levels_outside_volatility_bands": {},
     }
     assert AuditEvent.objects.filter(action="optimization.succeeded", actor=erin).count() == 1
 
@@ -111,7 +112,14 @@ def test_the_task_reports_what_it_did_and_is_safe_to_deliver_twice(funded_alice,
     first = reoptimize(erin.pk)
     second = reoptimize(erin.pk)
     run = OptimizationRun.objects.get()
-    assert first == {"optimization_run": run.pk, "reused": False, "accounts": 1, "targets": 1, "failures": 0}
+    assert first == {
+        "optimization_run": run.pk,
+        "reused": False,
+        "accounts": 1,
+        "targets": 1,
+        "failures": 0,
+        "levels_outside_volatility_bands": [],
+    }
     assert second == first | {"reused": True}
 
 
@@ -138,3 +146,16 @@ def test_approving_optimization_parameters_reoptimizes_under_the_new_version(  #
     assert PersonalTarget.objects.filter(optimization_run=after).count() == 1
     event = AuditEvent.objects.filter(action="optimization.requested").last()
     assert (event.actor_id, event.payload["reused"], event.payload["policy_version"]) == (erin.pk, False, 1)
+
+
+def test_levels_outside_the_compliance_bands_are_reported(funded_alice, erin, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # given a band for level 10 that no model portfolio of that level fits in
+    from portfolios.services import reoptimization
+
+    monkeypatch.setitem(reoptimization.VOLATILITY_BANDS, 10, (0.0, 0.01))
+    # when
+    result = optimization_rerun(actor=erin)
+    # then
+    volatility = str(result.run.model_portfolios.get(risk_level=10).volatility)
+    assert result.outside_bands == {10: volatility}
+    assert requested_events()[0]["levels_outside_volatility_bands"] == {"10": volatility}
