@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -111,7 +111,9 @@ class ParametersCurrentApi(APIView):
     permission_classes = [IsAdminRole]
 
     @extend_schema(
-        responses=serializers.DictField(child=ParameterSetSerializer()),
+        responses=inline_serializer(
+            "ParametersInForce", {OPTIMIZATION: ParameterSetSerializer(), REBALANCING: ParameterSetSerializer()}
+        ),
         summary="Parameters in force",
         examples=[
             OpenApiExample(
