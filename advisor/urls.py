@@ -4,8 +4,11 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from compliance import api as compliance_api
+from compliance import api_parameters as compliance_api_parameters
 from compliance import views as compliance_views
+from compliance import views_parameters as compliance_views_parameters
 from portfolios import api as portfolios_api
+from portfolios import api_optimization as portfolios_api_optimization
 from portfolios import views as portfolios_views
 from profiling import api as profiling_api
 from profiling import api_behaviour as profiling_api_behaviour
@@ -54,6 +57,28 @@ api_patterns = [
     path("audit-events/", compliance_api.AuditEventListApi.as_view(), name="api-audit-events"),
     path("audit-events/verify/", compliance_api.AuditVerifyApi.as_view(), name="api-audit-verify"),
     path("restricted-assets/", compliance_api.RestrictedAssetListApi.as_view(), name="api-restricted-assets"),
+    path(
+        "optimization-runs/", portfolios_api_optimization.OptimizationRunListApi.as_view(), name="api-optimization-runs"
+    ),
+    path(
+        "optimization-runs/<int:pk>/",
+        portfolios_api_optimization.OptimizationRunDetailApi.as_view(),
+        name="api-optimization-run",
+    ),
+    path("parameters/", compliance_api_parameters.ParametersCurrentApi.as_view(), name="api-parameters"),
+    path(
+        "parameter-changes/", compliance_api_parameters.ParameterChangeListApi.as_view(), name="api-parameter-changes"
+    ),
+    path(
+        "parameter-changes/<int:pk>/approve/",
+        compliance_api_parameters.ParameterChangeApproveApi.as_view(),
+        name="api-parameter-change-approve",
+    ),
+    path(
+        "parameter-changes/<int:pk>/reject/",
+        compliance_api_parameters.ParameterChangeRejectApi.as_view(),
+        name="api-parameter-change-reject",
+    ),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
@@ -110,6 +135,20 @@ urlpatterns = [
         "staff/restricted/<str:ticker>/remove/",
         compliance_views.restricted_list_remove,
         name="staff-restricted-remove",
+    ),
+    path("staff/optimization/", compliance_views_parameters.optimization_page, name="staff-optimization"),
+    path("staff/optimization/rerun/", compliance_views_parameters.optimization_rerun, name="staff-optimization-rerun"),
+    path(
+        "staff/optimization/changes/<int:pk>/approve/",
+        compliance_views_parameters.parameter_change_decide,
+        {"decision": "approve"},
+        name="staff-parameter-approve",
+    ),
+    path(
+        "staff/optimization/changes/<int:pk>/reject/",
+        compliance_views_parameters.parameter_change_decide,
+        {"decision": "reject"},
+        name="staff-parameter-reject",
     ),
     path("api/", include(api_patterns)),
     path("django-admin/", admin.site.urls),

@@ -35,7 +35,10 @@ class ModelPortfolioSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ModelPortfolio
-        fields = ["id", "risk_level", "risk_aversion", "expected_return", "volatility", "optimization_run", "weights"]
+        fields = [
+            "id", "risk_level", "risk_aversion", "objective", "expected_return", "volatility", "optimization_run",
+            "weights",
+        ]  # fmt: skip
 
 
 class ModelPortfolioListApi(APIView):

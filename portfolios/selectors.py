@@ -9,7 +9,7 @@ from datetime import date
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Max, OuterRef, Subquery, Sum
+from django.db.models import Max, OuterRef, Prefetch, Subquery, Sum
 
 from profiling.models import RiskProfile
 
@@ -352,6 +352,20 @@ def optimization_runs_recent(limit: int = 10) -> list[OptimizationRunRow]:
         OptimizationRunRow(run=run, data_hash_prefix=run.data_hash[:12], timings=_timing_rows(run.timings))
         for run in runs
     ]
+
+
+def optimization_run_detail(*, run_id: int) -> OptimizationRun | None:
+    """One run with its model portfolios and their weights (prefetched: three queries in all)."""
+    return (
+        OptimizationRun.objects.filter(pk=run_id)
+        .prefetch_related(
+            Prefetch(
+                "model_portfolios",
+                queryset=ModelPortfolio.objects.order_by("risk_level").prefetch_related("weights__asset__asset_class"),
+            )
+        )
+        .first()
+    )
 
 
 def model_universe(run: OptimizationRun) -> list[Asset]:

@@ -34,3 +34,36 @@ def nightly_pipeline(market_date: str | None = None) -> dict[str, object]:
 @shared_task(name="portfolios.tasks.execute_recommendation", **RETRY)
 def execute_recommendation(recommendation_id: int) -> str:
     return recommendation_execute(recommendation_id=recommendation_id).status
+
+
+# Re-optimization on request (admin page, API, an approved change of the optimization parameters) -----------
+
+
+@shared_task(name="portfolios.tasks.reoptimize", **RETRY)
+def reoptimize(actor_id: int) -> dict[str, object]:
+    """Model portfolios of the latest market date under the parameters in force, then every live account's
+    personal target. A second delivery reuses the run and its targets (and records another request)."""
+    from advisor.errors import DomainError
+    from advisor.models import User
+
+    from .services.optimization import ModelPortfolioError
+    from .services.reoptimization import optimization_rerun
+
+    actor = User.objects.get(pk=actor_id)
+    try:
+        result = optimization_rerun(actor=actor)
+    except ModelPortfolioError as exc:
+        # Missing prices or parameters no portfolio satisfies: retrying cannot help. From the estimation on, the
+        # build has stored the failed run with its error and audit event.
+        return {"failed": str(exc)}
+    except DomainError as exc:
+        # No prices yet, or the actor is no longer an admin: refused, not worth retrying.
+        return {"refused": exc.message}
+    return {
+        "optimization_run": result.run.pk,
+        "reused": result.reused,
+        "accounts": result.accounts,
+        "targets": result.targets,
+        "failures": len(result.failures),
+        "levels_outside_volatility_bands": sorted(result.outside_bands),
+    }

@@ -12,8 +12,8 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from compliance.models import AuditEvent
-from portfolios.models import CashMovement, Order, Recommendation
+from compliance.models import AuditEvent, ParameterChange, ParameterVersion
+from portfolios.models import CashMovement, OptimizationRun, Order, Recommendation
 from portfolios.services.pipeline import pipeline_run
 
 pytestmark = pytest.mark.django_db
@@ -73,6 +73,10 @@ ACCESS: dict[str, Rule] = {
     "staff-audit": Rule("get", ("admin",)),
     "staff-restricted": Rule("get", ("admin",)),
     "staff-restricted-remove": Rule("post", ("admin",)),
+    "staff-optimization": Rule("get", ("admin",)),
+    "staff-optimization-rerun": Rule("post", ("admin",)),
+    "staff-parameter-approve": Rule("post", ("admin",)),
+    "staff-parameter-reject": Rule("post", ("admin",)),
     "api-me": Rule("get", ANYONE),
     "api-questionnaire": Rule("get", ANYONE),
     "api-profile": Rule("get", ("investor",)),
@@ -90,8 +94,29 @@ ACCESS: dict[str, Rule] = {
     "api-audit-events": Rule("get", ("admin",)),
     "api-audit-verify": Rule("get", ("admin",)),
     "api-restricted-assets": Rule("get", ("admin",)),
+    "api-optimization-runs": Rule("get", ("advisor", "admin")),
+    "api-optimization-run": Rule("get", ("advisor", "admin")),
+    "api-parameters": Rule("get", ("admin",)),
+    "api-parameter-changes": Rule("get", ("admin",)),
+    "api-parameter-change-approve": Rule("post", ("admin",)),
+    "api-parameter-change-reject": Rule("post", ("admin",)),
     "api-schema": Rule("get", ANYONE),
     "api-docs": Rule("get", ANYONE),
+}
+
+# URLs that also take a write, for fewer roles than may read them: tested on their own below.
+WRITES_ON_READ_URLS: dict[str, Rule] = {
+    "staff-optimization": Rule("post", ("admin",)),  # propose a parameter change
+    "api-optimization-runs": Rule("post", ("admin",)),  # queue a re-optimization
+    "api-parameter-changes": Rule("post", ("admin",)),  # propose a parameter change
+}
+# URLs naming an object that is nobody's own (no investor's): which object of the world they name.
+STAFF_OBJECTS = {
+    "api-optimization-run": "optimization_run",
+    "api-parameter-change-approve": "parameter_change",
+    "api-parameter-change-reject": "parameter_change",
+    "staff-parameter-approve": "parameter_change",
+    "staff-parameter-reject": "parameter_change",
 }
 
 
@@ -122,8 +147,10 @@ def world(funded_alice, bob, carol, dave, erin):  # type: ignore[no-untyped-def]
 
     from django.utils import timezone
 
+    from compliance.parameters import parameter_change_propose, parameter_set_current
     from portfolios.services.accounts import account_open
     from profiling.services import goal_create, preferences_update
+    from tests.factories import AdminFactory
 
     account_open(owner=bob)
     preferences_update(
@@ -137,6 +164,11 @@ def world(funded_alice, bob, carol, dave, erin):  # type: ignore[no-untyped-def]
         data={"goal_type": "retirement", "name": "Retire", "target_amount": "500000",
               "target_date": (timezone.localdate() + timedelta(days=9000)).isoformat()},
     )  # fmt: skip
+    # A second admin's pending change, so that Erin could decide it (four eyes).
+    values = parameter_set_current("rebalancing").values | {"min_trade": "75"}
+    change = parameter_change_propose(
+        actor=AdminFactory(email="frank@example.com"), name="rebalancing", values=values, reason="Fewer small trades"
+    )
     return {
         "alice": funded_alice,
         "bob": bob,
@@ -148,6 +180,8 @@ def world(funded_alice, bob, carol, dave, erin):  # type: ignore[no-untyped-def]
         "profile": funded_alice.risk_profiles.order_by("-version").first(),
         "goal": goal,
         "client": funded_alice,
+        "optimization_run": recommendation.pipeline_run.optimization_run,
+        "parameter_change": change,
     }
 
 
@@ -161,6 +195,8 @@ def url_for(name: str, world: dict[str, object]) -> str:
         return reverse(name, kwargs={"ticker": "VTI"})
     if name == "staff-assign-advisor":
         return reverse(name, kwargs={"pk": world["alice"].pk})  # type: ignore[attr-defined]
+    if name in STAFF_OBJECTS:
+        return reverse(name, kwargs={"pk": world[STAFF_OBJECTS[name]].pk})  # type: ignore[attr-defined]
     if rule.owned:
         return reverse(name, kwargs={"pk": world[rule.owned].pk})  # type: ignore[attr-defined]
     return reverse(name)
@@ -172,12 +208,15 @@ def call(client: Client, name: str, url: str) -> int:
     return (client.post(url, data) if method == "post" else client.get(url)).status_code
 
 
-def snapshot() -> tuple[int, int, int, list[str]]:
+def snapshot() -> tuple[object, ...]:
     return (
         CashMovement.objects.count(),
         Order.objects.count(),
         AuditEvent.objects.count(),
         list(Recommendation.objects.order_by("id").values_list("status", flat=True)),
+        list(ParameterChange.objects.order_by("id").values_list("status", flat=True)),
+        ParameterVersion.objects.count(),
+        OptimizationRun.objects.count(),
     )
 
 
@@ -209,6 +248,29 @@ def test_wrong_role_is_refused_and_nothing_changes(world, client) -> None:  # ty
             if status not in (403, 404):
                 wrong.append((role, name, status))
     assert wrong == []
+    assert snapshot() == before
+
+
+def test_writes_on_read_urls_are_refused_to_other_roles(world, client, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+    """Advisors may list optimization runs but not queue one; nobody but an admin proposes a change."""
+    before, wrong = snapshot(), []
+    data = {"name": "rebalancing", "values": "{}", "reason": "permission test"}
+    with django_capture_on_commit_callbacks() as queued:
+        for name, rule in sorted(WRITES_ON_READ_URLS.items()):
+            url = url_for(name, world)
+            client.logout()
+            response = client.post(url, data)
+            refused = response.status_code in (401, 403) if name.startswith("api-") else response.status_code == 302
+            if not refused:
+                wrong.append(("anon", name, response.status_code))
+            for role, user in (("investor", "alice"), ("advisor", "carol"), ("admin", "erin")):
+                if role in rule.allowed:
+                    continue
+                client.force_login(world[user])
+                status = client.post(url, data).status_code
+                if status not in (403, 404):
+                    wrong.append((role, name, status))
+    assert wrong == [] and queued == []
     assert snapshot() == before
 
 
