@@ -15,6 +15,7 @@ Who calls what:
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_FLOOR, Decimal
@@ -203,7 +204,13 @@ def _recurring_deposits_batch(*, market_date: date, book: str, after_id: int) ->
             ],
             ignore_conflicts=True,
         )
-        RecurringDeposit.objects.bulk_update(schedules, ["next_date"])
+        # One UPDATE per distinct next date (schedules started together move together): much cheaper than
+        # bulk_update's CASE over every row.
+        by_next_date: dict[date, list[int]] = defaultdict(list)
+        for schedule in schedules:
+            by_next_date[schedule.next_date].append(schedule.pk)
+        for next_date, schedule_ids in by_next_date.items():
+            RecurringDeposit.objects.filter(pk__in=schedule_ids).update(next_date=next_date)
         # ignore_conflicts leaves the primary keys unset: read them back for the audit rows, in one query.
         rows = CashMovement.objects.filter(
             recurring_deposit_id__in={d.schedule_id for d in new}, due_on__in={d.due_on for d in new}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import contextlib
 import threading
 from datetime import date, timedelta
 from decimal import Decimal
@@ -225,7 +226,9 @@ def test_cancelling_a_schedule_that_does_not_exist_is_a_field_error(alice) -> No
 
 
 def test_a_due_deposit_is_made_once_and_audited_even_when_run_twice(alice, account, today) -> None:  # type: ignore[no-untyped-def]
-    schedule = recurring_deposit_create(account=account, amount="100", frequency="monthly", start_date=today, actor=alice)
+    schedule = recurring_deposit_create(
+        account=account, amount="100", frequency="monthly", start_date=today, actor=alice
+    )
     since = last_event_id()
 
     first = recurring_deposits_run(market_date=today)
@@ -259,7 +262,9 @@ def test_a_due_deposit_is_made_once_and_audited_even_when_run_twice(alice, accou
 
 def test_monthly_on_the_31st_catches_up_a_skipped_month_and_clamps(alice, account, today) -> None:  # type: ignore[no-untyped-def]
     start = first_31st_on_or_after(today)
-    schedule = recurring_deposit_create(account=account, amount="50", frequency="monthly", start_date=start, actor=alice)
+    schedule = recurring_deposit_create(
+        account=account, amount="50", frequency="monthly", start_date=start, actor=alice
+    )
 
     made = [
         recurring_deposits_run(market_date=start),
@@ -283,7 +288,9 @@ def test_a_weekly_schedule_deposits_each_week_and_the_run_respects_the_book(alic
     simulated = account_open(owner=bob)
     simulated.book = "sim-test"
     simulated.save(update_fields=["book"])
-    other_book = recurring_deposit_create(account=simulated, amount="5", frequency="weekly", start_date=today, actor=bob)
+    other_book = recurring_deposit_create(
+        account=simulated, amount="5", frequency="weekly", start_date=today, actor=bob
+    )
 
     live = recurring_deposits_run(market_date=today + timedelta(days=20))
     sim = recurring_deposits_run(market_date=today + timedelta(days=20), book="sim-test")
@@ -564,10 +571,8 @@ def test_cash_never_goes_negative_and_withdrawals_are_paid_in_order(funded_alice
             if kind == "deposit":
                 account_deposit(account=account, amount=str(number), actor=alice)
             elif kind == "withdraw":
-                try:
+                with contextlib.suppress(InvalidInputError):  # more than the account is worth
                     withdrawal_request(account=account, amount=str(number), actor=alice)
-                except InvalidInputError:
-                    pass  # more than the account is worth
             elif kind == "settle":
                 withdrawals_settle(account_id=account.pk)
             else:
