@@ -588,3 +588,18 @@ def test_cash_never_goes_negative_and_withdrawals_are_paid_in_order(funded_alice
                 paid = list(CashMovement.objects.filter(withdrawal=w).values_list("amount", flat=True))
                 assert paid == ([-w.amount] if w.status == WithdrawalStatus.COMPLETED else [])
         transaction.set_rollback(True)
+
+
+def test_the_operator_command_runs_due_deposits_once(alice, account, today) -> None:  # type: ignore[no-untyped-def]
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    recurring_deposit_create(account=account, amount="10", frequency="weekly", start_date=today, actor=alice)
+    first, second = StringIO(), StringIO()
+
+    call_command("run_cash_flows", "--date", (today + timedelta(days=7)).isoformat(), stdout=first)
+    call_command("run_cash_flows", "--date", (today + timedelta(days=7)).isoformat(), stdout=second)
+
+    assert "2 recurring deposits, 0 withdrawals paid" in first.getvalue()
+    assert "0 recurring deposits, 0 withdrawals paid" in second.getvalue()
