@@ -102,7 +102,7 @@ def parse_amount(
         raise InvalidInputError("Invalid amount.", fields={field: f"At most {limit:,} per {per}."})
     if amount != amount.quantize(Decimal("0.01")):
         raise InvalidInputError("Invalid amount.", fields={field: "At most two decimal places (cents)."})
-    return amount.quantize(Decimal("0.01"))  # "400" and "400.00" are the same amount: store and audit one form
+    return amount
 
 
 def account_deposit(*, account: Account, amount: object, actor: User) -> CashMovement:

@@ -84,7 +84,7 @@ def recurring_deposit_create(
     ``start_date`` may not be before the current market date: a schedule never reaches back into the past.
     """
     _require_owner(account, actor, "schedule deposits into it")
-    value = parse_amount(amount)
+    value = parse_amount(amount).quantize(CENT)  # "400" and "400.00" alike in the audit payload
     if frequency not in DepositFrequency.values:
         choices = ", ".join(DepositFrequency.values)
         raise InvalidInputError("Invalid frequency.", fields={"frequency": f"Choose one of: {choices}."})
@@ -323,7 +323,7 @@ def withdrawal_request(*, account: Account, amount: object, actor: User) -> With
     The amount may not exceed the account's value at the latest prices less the withdrawals already pending.
     """
     _require_owner(account, actor, "withdraw from it")
-    value = parse_amount(amount, limit=MAX_WITHDRAWAL, per="withdrawal")
+    value = parse_amount(amount, limit=MAX_WITHDRAWAL, per="withdrawal").quantize(CENT)
     with transaction.atomic():
         account_lock(account.pk)
         worth = account_worth(account.pk)
