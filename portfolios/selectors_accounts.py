@@ -34,6 +34,11 @@ class AccountSummary:
         return self.cash + self.invested
 
     @property
+    def withdrawable(self) -> Decimal:
+        """What a new withdrawal may ask for (``withdrawal_request``'s limit): the value less pending requests."""
+        return max(self.value - self.pending_withdrawal, ZERO)
+
+    @property
     def next_deposit(self) -> RecurringDeposit | None:
         """The active schedule that deposits next (schedules are ordered by their next date)."""
         return self.schedules[0] if self.schedules else None

@@ -10,7 +10,6 @@ from decimal import Decimal
 
 import pytest
 from django.db import IntegrityError, connections, transaction
-from django.db.models import Sum
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,7 +27,7 @@ from portfolios.models import (
     WithdrawalStatus,
 )
 from portfolios.schedules import due_dates_through
-from portfolios.selectors import market_date_latest
+from portfolios.selectors import cash_balances, market_date_latest
 from portfolios.services.accounts import account_deposit, account_open
 from portfolios.services.cashflows import (
     account_worth,
@@ -58,7 +57,7 @@ def last_event_id() -> int:
 
 
 def cash(account_id: int) -> Decimal:
-    return CashMovement.objects.filter(account_id=account_id).aggregate(total=Sum("amount"))["total"] or Decimal(0)
+    return cash_balances([account_id]).get(account_id, Decimal("0.00"))
 
 
 def written() -> tuple[int, int, int, int]:
