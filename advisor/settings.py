@@ -183,6 +183,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RecommendationStatusEnum": "portfolios.models.RecommendationStatus",
         "RunStatusEnum": "portfolios.models.RunStatus",
+        "RecommendationKindEnum": "portfolios.models.RecommendationKind",
+        "CashMovementKindEnum": "portfolios.models.CashMovementKind",
+        "WithdrawalStatusEnum": "portfolios.models.WithdrawalStatus",
     },
 }
 

@@ -8,8 +8,10 @@ from compliance import api_parameters as compliance_api_parameters
 from compliance import views as compliance_views
 from compliance import views_parameters as compliance_views_parameters
 from portfolios import api as portfolios_api
+from portfolios import api_accounts as portfolios_api_accounts
 from portfolios import api_optimization as portfolios_api_optimization
 from portfolios import views as portfolios_views
+from portfolios import views_accounts as portfolios_views_accounts
 from profiling import api as profiling_api
 from profiling import api_behaviour as profiling_api_behaviour
 from profiling import views as profiling_views
@@ -33,9 +35,30 @@ api_patterns = [
     path("clients/<int:pk>/override/", profiling_api.ClientOverrideApi.as_view(), name="api-client-override"),
     path("clients/<int:pk>/review/", profiling_api.ClientReviewApi.as_view(), name="api-client-review"),
     path("model-portfolios/", portfolios_api.ModelPortfolioListApi.as_view(), name="api-model-portfolios"),
-    path("accounts/", portfolios_api.AccountListApi.as_view(), name="api-accounts"),
+    path("accounts/", portfolios_api_accounts.AccountListCreateApi.as_view(), name="api-accounts"),
     path("accounts/<int:pk>/", portfolios_api.AccountDetailApi.as_view(), name="api-account"),
     path("accounts/<int:pk>/deposits/", portfolios_api.AccountDepositApi.as_view(), name="api-account-deposit"),
+    path("accounts/<int:pk>/ledger/", portfolios_api_accounts.AccountLedgerApi.as_view(), name="api-account-ledger"),
+    path(
+        "accounts/<int:pk>/recurring-deposits/",
+        portfolios_api_accounts.AccountRecurringDepositsApi.as_view(),
+        name="api-account-recurring-deposits",
+    ),
+    path(
+        "recurring-deposits/<int:pk>/cancel/",
+        portfolios_api_accounts.RecurringDepositCancelApi.as_view(),
+        name="api-recurring-deposit-cancel",
+    ),
+    path(
+        "accounts/<int:pk>/withdrawals/",
+        portfolios_api_accounts.AccountWithdrawalsApi.as_view(),
+        name="api-account-withdrawals",
+    ),
+    path(
+        "withdrawals/<int:pk>/cancel/",
+        portfolios_api_accounts.WithdrawalCancelApi.as_view(),
+        name="api-withdrawal-cancel",
+    ),
     path(
         "accounts/<int:pk>/sell-everything-requests/",
         profiling_api_behaviour.SellEverythingRequestApi.as_view(),
@@ -110,6 +133,24 @@ urlpatterns = [
     path("advisor/clients/<int:pk>/review/", profiling_views.client_review, name="advisor-client-review"),
     path("dashboard/", portfolios_views.dashboard, name="dashboard"),
     path("my-accounts/<int:pk>/deposit/", portfolios_views.deposit, name="deposit"),
+    path("my-accounts/new/", portfolios_views_accounts.account_new, name="account-open"),
+    path("my-accounts/<int:pk>/", portfolios_views_accounts.account_detail, name="account-detail"),
+    path(
+        "my-accounts/<int:pk>/recurring-deposits/",
+        portfolios_views_accounts.recurring_deposit_new,
+        name="recurring-deposit-create",
+    ),
+    path(
+        "my-accounts/recurring-deposits/<int:pk>/cancel/",
+        portfolios_views_accounts.recurring_deposit_stop,
+        name="recurring-deposit-cancel",
+    ),
+    path("my-accounts/<int:pk>/withdrawals/", portfolios_views_accounts.withdrawal_new, name="withdrawal-request"),
+    path(
+        "my-accounts/withdrawals/<int:pk>/cancel/",
+        portfolios_views_accounts.withdrawal_stop,
+        name="withdrawal-cancel",
+    ),
     path("recommendations/<int:pk>/", portfolios_views.recommendation, name="recommendation"),
     path(
         "recommendations/<int:pk>/approve/",

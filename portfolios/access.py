@@ -6,7 +6,7 @@ from django.db.models import QuerySet
 
 from advisor.models import Role, User
 
-from .models import Account, Recommendation
+from .models import Account, Recommendation, RecurringDeposit, WithdrawalRequest
 
 
 def accounts_for(user: User) -> QuerySet[Account]:
@@ -27,6 +27,16 @@ def recommendations_for(user: User) -> QuerySet[Recommendation]:
     return Recommendation.objects.filter(account__in=accounts_for(user)).select_related(
         "account", "account__owner", "model_portfolio"
     )
+
+
+def recurring_deposits_for(user: User) -> QuerySet[RecurringDeposit]:
+    """Schedules of the accounts the user may see."""
+    return RecurringDeposit.objects.filter(account__in=accounts_for(user)).select_related("account", "account__owner")
+
+
+def withdrawals_for(user: User) -> QuerySet[WithdrawalRequest]:
+    """Withdrawal requests of the accounts the user may see."""
+    return WithdrawalRequest.objects.filter(account__in=accounts_for(user)).select_related("account", "account__owner")
 
 
 def can_decide(user: User, recommendation: Recommendation) -> bool:

@@ -8,7 +8,7 @@ from typing import Any, cast
 
 from django import forms
 
-from .models import Asset
+from .models import AccountType, Asset
 
 
 class WhatIfForm(forms.Form):
@@ -32,3 +32,15 @@ class WhatIfForm(forms.Form):
         super().__init__(*args, **kwargs)
         field = cast(forms.MultipleChoiceField, self.fields["exclude"])
         field.choices = [(a.ticker, f"{a.ticker} ({a.asset_class.name})") for a in universe]
+
+
+class AccountOpenForm(forms.Form):
+    """The investor's "open another account" page; the service checks the rules again."""
+
+    account_type = forms.ChoiceField(label="Account type", choices=AccountType.choices, initial=AccountType.TAXABLE)
+    name = forms.CharField(
+        label="Name (optional: the type's name by default)",
+        required=False,
+        max_length=80,
+        widget=forms.TextInput(attrs={"placeholder": "e.g. Retirement"}),
+    )

@@ -248,11 +248,14 @@ class RecurringDeposit(models.Model):
     """A standing instruction to deposit ``amount`` every week or month, from ``next_date`` (a market date).
 
     The pipeline makes each due deposit once: ``CashMovement (recurring_deposit, due_on)`` is unique.
+    Due dates are counted from ``start_date`` (the first one): every 7 days, or on its day of the month,
+    clamped to the end of shorter months (a schedule started on the 31st pays on Feb 28, then Mar 31).
     """
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="recurring_deposits")
     amount = money_field()
     frequency = models.CharField(max_length=8, choices=DepositFrequency.choices)
+    start_date = models.DateField()
     next_date = models.DateField()
     active = models.BooleanField(default=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")

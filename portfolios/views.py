@@ -24,6 +24,7 @@ from .selectors import (
     recommendation_detail,
     target_preview,
 )
+from .selectors_accounts import account_summaries
 from .services.accounts import account_deposit
 from .services.recommendations import recommendation_approve, recommendation_reject
 from .services.whatif import model_portfolio_whatif
@@ -51,6 +52,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "portfolios/dashboard.html",
         {
             "snapshots": snapshots,
+            "account_rows": account_summaries(accounts),
             "charts": [_chart(s) for s in snapshots if s.classes],
             "recommendations": recommendations,
             "preview": target_preview(risk_level) if risk_level else None,

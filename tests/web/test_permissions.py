@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from compliance.models import AuditEvent, ParameterChange, ParameterVersion
-from portfolios.models import CashMovement, OptimizationRun, Order, Recommendation
+from portfolios.models import Account, CashMovement, OptimizationRun, Order, Recommendation
 from portfolios.services.pipeline import pipeline_run
 
 pytestmark = pytest.mark.django_db
@@ -23,7 +23,9 @@ pytestmark = pytest.mark.django_db
 class Rule:
     method: str  # "get" or "post"
     allowed: tuple[str, ...]  # roles that may use it: "anon", "investor", "advisor", "admin"
-    owned: str = ""  # "account", "recommendation", "profile", "goal" or "client" when the URL names Alice's
+    # "account", "recommendation", "profile", "goal", "client", "schedule" (a recurring deposit) or "withdrawal"
+    # when the URL names Alice's
+    owned: str = ""
 
 
 PUBLIC = ("anon", "investor", "advisor", "admin")
@@ -61,6 +63,12 @@ ACCESS: dict[str, Rule] = {
     "profile-result": Rule("get", ("investor",)),
     "dashboard": Rule("get", ("investor",)),
     "deposit": Rule("post", ("investor",), owned="account"),
+    "account-open": Rule("get", ("investor",)),
+    "account-detail": Rule("get", ("investor", "advisor", "admin"), owned="account"),
+    "recurring-deposit-create": Rule("post", ("investor",), owned="account"),
+    "recurring-deposit-cancel": Rule("post", ("investor",), owned="schedule"),
+    "withdrawal-request": Rule("post", ("investor",), owned="account"),
+    "withdrawal-cancel": Rule("post", ("investor",), owned="withdrawal"),
     "recommendation": Rule("get", ("investor", "advisor", "admin"), owned="recommendation"),
     "recommendation-approve": Rule("post", ("advisor",), owned="recommendation"),
     "recommendation-reject": Rule("post", ("advisor",), owned="recommendation"),
@@ -85,6 +93,12 @@ ACCESS: dict[str, Rule] = {
     "api-accounts": Rule("get", ANYONE),
     "api-account": Rule("get", ("investor", "advisor", "admin"), owned="account"),
     "api-account-deposit": Rule("post", ("investor",), owned="account"),
+    "api-account-ledger": Rule("get", ("investor", "advisor", "admin"), owned="account"),
+    # GET here; the POST of the same URL (investors, own accounts) is tested in test_cash_flow_writes_*.
+    "api-account-recurring-deposits": Rule("get", ("investor", "advisor", "admin"), owned="account"),
+    "api-recurring-deposit-cancel": Rule("post", ("investor",), owned="schedule"),
+    "api-account-withdrawals": Rule("get", ("investor", "advisor", "admin"), owned="account"),
+    "api-withdrawal-cancel": Rule("post", ("investor",), owned="withdrawal"),
     "api-sell-everything-request": Rule("post", ("investor",), owned="account"),
     "api-recommendations": Rule("get", ANYONE),
     "api-recommendation": Rule("get", ("investor", "advisor", "admin"), owned="recommendation"),
@@ -142,13 +156,18 @@ def test_every_url_is_classified() -> None:
 
 @pytest.fixture
 def world(funded_alice, bob, carol, dave, erin):  # type: ignore[no-untyped-def]
-    """Alice (Carol's client) has an account and a pending recommendation; Bob, Dave and Erin are outsiders."""
+    """Alice (Carol's client) has an account, a pending recommendation, a recurring deposit and a pending
+    withdrawal; Bob, Dave and Erin are outsiders."""
     from datetime import timedelta
+    from decimal import Decimal
 
     from django.utils import timezone
 
     from compliance.parameters import parameter_change_propose, parameter_set_current
+    from portfolios.models import WithdrawalRequest
+    from portfolios.selectors import market_date_latest
     from portfolios.services.accounts import account_open
+    from portfolios.services.cashflows import recurring_deposit_create
     from profiling.services import goal_create, preferences_update
     from tests.factories import AdminFactory
 
@@ -169,19 +188,27 @@ def world(funded_alice, bob, carol, dave, erin):  # type: ignore[no-untyped-def]
     change = parameter_change_propose(
         actor=AdminFactory(email="frank@example.com"), name="rebalancing", values=values, reason="Fewer small trades"
     )
+    account = recommendation.account
+    schedule = recurring_deposit_create(
+        account=account, amount="250", frequency="monthly", start_date=market_date_latest(), actor=funded_alice
+    )
+    # Pending as if the cash did not cover it (Alice's $100,000 would pay any withdrawal at once).
+    withdrawal = WithdrawalRequest.objects.create(account=account, amount=Decimal("10"), requested_by=funded_alice)
     return {
         "alice": funded_alice,
         "bob": bob,
         "carol": carol,
         "dave": dave,
         "erin": erin,
-        "account": recommendation.account,
+        "account": account,
         "recommendation": recommendation,
         "profile": funded_alice.risk_profiles.order_by("-version").first(),
         "goal": goal,
         "client": funded_alice,
         "optimization_run": recommendation.pipeline_run.optimization_run,
         "parameter_change": change,
+        "schedule": schedule,
+        "withdrawal": withdrawal,
     }
 
 
@@ -353,3 +380,34 @@ def test_recommendations_cannot_be_deleted_in_django_admin(world, client) -> Non
     assert client.get(f"/django-admin/portfolios/recommendation/{rec.pk}/delete/").status_code == 403
     assert client.post(f"/django-admin/portfolios/recommendation/{rec.pk}/delete/", {"post": "yes"}).status_code == 403
     assert Recommendation.objects.filter(pk=rec.pk).exists()
+
+
+def test_cash_flow_writes_are_the_owners_only(world, client) -> None:  # type: ignore[no-untyped-def]
+    """The URLs that read for everyone in scope but write for the owner: POST by anyone else changes nothing."""
+    account = world["account"].pk
+    writes = [
+        ("/api/accounts/", {"account_type": "roth_ira", "name": "Roth"}),
+        (f"/api/accounts/{account}/recurring-deposits/", {"amount": "10", "frequency": "weekly",
+                                                          "start_date": "2026-07-31"}),
+        (f"/api/accounts/{account}/withdrawals/", {"amount": "10"}),
+    ]  # fmt: skip
+    before, wrong = (snapshot(), Account.objects.count()), []
+    for user, allowed in (("carol", (403,)), ("erin", (403,)), ("dave", (403,)), ("bob", (404,)), (None, (401, 403))):
+        client.logout()
+        if user:
+            client.force_login(world[user])
+        for url, data in writes:
+            if user == "bob" and url == "/api/accounts/":
+                continue  # Bob opening his own account is allowed (it opens Bob's, not Alice's)
+            status = client.post(url, data, content_type="application/json").status_code
+            if status not in allowed:
+                wrong.append((user, url, status))
+    assert wrong == []
+    assert (snapshot(), Account.objects.count()) == before
+
+
+def test_advisor_and_admin_read_the_ledger_but_see_no_actions(world, client) -> None:  # type: ignore[no-untyped-def]
+    for user in ("carol", "erin"):
+        client.force_login(world[user])
+        page = client.get(reverse("account-detail", kwargs={"pk": world["account"].pk})).content.decode()
+        assert 'id="read-only"' in page and 'id="account-actions"' not in page and "Stop schedule" not in page
