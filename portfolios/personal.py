@@ -962,6 +962,13 @@ class PersonalTargetSolver:
 
     # --- explanation ------------------------------------------------------------------------------
 
+    def binding(self, constraints: Constraints, weights: npt.ArrayLike) -> tuple[BindingConstraint, ...]:
+        """The constraints active at ``weights``, however they were found (another objective's solution):
+        the same list as ``solve`` gives, without costs."""
+        bounds = self._checked(constraints)
+        inputs = self._inputs(constraints, bounds, 1.0)  # the risk aversion does not enter the list
+        return tuple(self._binding(constraints, bounds, inputs, np.asarray(weights, dtype=np.float64)))
+
     def _binding(
         self, constraints: Constraints, bounds: _Bounds, inputs: _Inputs, weights: FloatArray
     ) -> list[BindingConstraint]:
