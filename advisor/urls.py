@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from compliance import api as compliance_api
 from compliance import views as compliance_views
 from portfolios import api as portfolios_api
+from portfolios import api_targets as portfolios_api_targets
 from portfolios import views as portfolios_views
 from profiling import api as profiling_api
 from profiling import api_behaviour as profiling_api_behaviour
@@ -30,8 +31,13 @@ api_patterns = [
     path("clients/<int:pk>/override/", profiling_api.ClientOverrideApi.as_view(), name="api-client-override"),
     path("clients/<int:pk>/review/", profiling_api.ClientReviewApi.as_view(), name="api-client-review"),
     path("model-portfolios/", portfolios_api.ModelPortfolioListApi.as_view(), name="api-model-portfolios"),
+    path(
+        "model-portfolios/what-if/", portfolios_api_targets.ModelWhatIfApi.as_view(), name="api-model-portfolios-whatif"
+    ),
+    path("assets/", portfolios_api_targets.AssetListApi.as_view(), name="api-assets"),
     path("accounts/", portfolios_api.AccountListApi.as_view(), name="api-accounts"),
     path("accounts/<int:pk>/", portfolios_api.AccountDetailApi.as_view(), name="api-account"),
+    path("accounts/<int:pk>/target/", portfolios_api_targets.AccountTargetApi.as_view(), name="api-account-target"),
     path("accounts/<int:pk>/deposits/", portfolios_api.AccountDepositApi.as_view(), name="api-account-deposit"),
     path(
         "accounts/<int:pk>/sell-everything-requests/",
