@@ -45,9 +45,9 @@ from portfolios.personal import (
     InfeasibleConstraintsError,
     Method,
     PersonalTargetSolver,
+    clean_within,
     diagnose,
 )
-from portfolios.personal import _clean as clean_within_bounds
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -413,6 +413,21 @@ class ObjectiveSolver:
             turnover_bound=turnover,
         )
 
+    def _cleaned(self, raw: FloatArray, data: _Data) -> FloatArray:
+        trades = data.turnover_bound is not None
+        return clean_within(
+            raw,
+            lower=data.lower,
+            upper=data.upper,
+            membership=data.membership,
+            class_lower=data.class_lower,
+            class_upper=data.class_upper,
+            bond_mask=self.engine.universe.bond_cash,
+            bond_minimum=data.bond_minimum,
+            current=data.current if trades else None,
+            turnover_bound=data.turnover_bound,
+        )
+
     def _max_sharpe(
         self, constraints: Constraints, chol_t: FloatArray, mu: FloatArray, risk_free_rate: float
     ) -> tuple[FloatArray, str]:
@@ -439,7 +454,7 @@ class ObjectiveSolver:
                     "undefined. Relax them, or choose another objective."
                 )
             raise OptimizationError(f"Maximum Sharpe: solver {SOLVER} ended with status {status}.")
-        return clean_within_bounds(raw, data.lower, data.upper), "clarabel"
+        return self._cleaned(raw, data), "clarabel"
 
     def _target_volatility(
         self,
@@ -476,7 +491,7 @@ class ObjectiveSolver:
         raw, status = problem.solve(data, chol_t, mu, target / math.sqrt(scale))
         if raw is None:
             raise OptimizationError(f"Target volatility: solver {SOLVER} ended with status {status}.")
-        return clean_within_bounds(raw, data.lower, data.upper), "clarabel"
+        return self._cleaned(raw, data), "clarabel"
 
     # --- explanation -----------------------------------------------------------------------------
 
