@@ -17,7 +17,7 @@ def binding_sentence(binding: Mapping[str, Any]) -> str:
     assets, and the expected return given up and volatility added (fractions, None when not explained).
     """
     assets = list(binding["assets"])
-    listed = assets[0] if len(assets) == 1 else ", ".join(assets[:-1]) + " and " + assets[-1]
+    listed = assets[0] if len(assets) == 1 else ", ".join(assets[:-1]) + " and " + assets[-1] if assets else ""
     if binding["kind"] == "exclusion":
         sentence = f"{binding['label']} removes {listed}"
     else:

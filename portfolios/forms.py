@@ -85,7 +85,10 @@ class WhatIfForm(forms.Form):
     )
     objective = forms.ChoiceField(label="Objective", choices=list(OBJECTIVES.items()), required=False)
     target_volatility = _share(
-        "Target volatility (target-volatility objective only; e.g. 0.08)", low="0.001", placeholder="e.g. 0.08"
+        "Target volatility (target-volatility objective only; e.g. 0.08)",
+        low="0.001",
+        places=6,
+        placeholder="e.g. 0.08",
     )
     max_weight = _share("Maximum weight per fund (0.05 to 1; empty: the run's)", low="0.05", placeholder="e.g. 0.25")
     exclude = forms.MultipleChoiceField(label="Exclude funds", required=False, widget=forms.CheckboxSelectMultiple)
