@@ -416,3 +416,23 @@ def test_another_stored_run_can_be_chosen(client, built, carol) -> None:  # type
 
     assert body["optimization_run"] == run.pk and body["as_of"] == run.as_of.isoformat()
     assert CLASS_OF["VTI"] == "us_large"
+
+
+def test_the_service_checks_the_role_and_the_account_again(built, carol, dave) -> None:  # type: ignore[no-untyped-def]
+    from advisor.errors import NotAllowedError
+    from portfolios.services.whatif import model_portfolio_whatif
+
+    run = optimization_run_current()
+    account = built.accounts.get()
+    before = stored()
+
+    with pytest.raises(NotAllowedError) as investor:
+        model_portfolio_whatif(run=run, risk_level=5, actor=built)
+    with pytest.raises(NotAllowedError) as outsider:
+        model_portfolio_whatif(run=run, risk_level=5, account=account, turnover_limit=Decimal("0.1"), actor=dave)
+    mine = model_portfolio_whatif(run=run, risk_level=5, account=account, turnover_limit=Decimal("0.1"), actor=carol)
+
+    assert investor.value.message == "Only advisors and admins compute what-ifs."
+    assert outsider.value.fields == {"account": "Not one of your accounts."}
+    assert mine.account == account and mine.weights[0].current_weight is not None
+    assert stored() == before
