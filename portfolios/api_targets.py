@@ -43,7 +43,7 @@ from .universe import ESG_FLAGS
 
 
 class AssetListApi(APIView):
-    class AssetSerializer(serializers.Serializer):
+    class UniverseAssetSerializer(serializers.Serializer):
         ticker = serializers.CharField()
         name = serializers.CharField()
         asset_class = serializers.CharField(source="asset_class.code")
@@ -59,15 +59,15 @@ class AssetListApi(APIView):
         last_price_date = serializers.DateField(allow_null=True)
         history_covers_window = serializers.BooleanField()
 
-    class WindowSerializer(serializers.Serializer):
+    class EstimationWindowSerializer(serializers.Serializer):
         start = serializers.DateField(allow_null=True)
         end = serializers.DateField(allow_null=True)
         years = serializers.IntegerField()
 
     class UniverseSerializer(serializers.Serializer):
-        estimation_window = serializers.DictField()  # WindowSerializer
+        estimation_window = serializers.DictField()  # EstimationWindowSerializer
         count = serializers.IntegerField()
-        results = serializers.ListField(child=serializers.DictField())  # AssetSerializer
+        results = serializers.ListField(child=serializers.DictField())  # UniverseAssetSerializer
 
     @extend_schema(
         responses=UniverseSerializer,
@@ -88,28 +88,28 @@ class AssetListApi(APIView):
             asset.history_covers_window = (  # type: ignore[attr-defined]
                 start is not None and first is not None and first <= start and last == end
             )
-        rows = self.AssetSerializer(assets, many=True).data
-        window = {"start": start, "end": end, "years": policy.estimation_years}
-        return Response({"estimation_window": self.WindowSerializer(window).data, "count": len(rows), "results": rows})
+        rows = self.UniverseAssetSerializer(assets, many=True).data
+        window = self.EstimationWindowSerializer({"start": start, "end": end, "years": policy.estimation_years}).data
+        return Response({"estimation_window": window, "count": len(rows), "results": rows})
 
 
 # --- an account's personal target ---------------------------------------------------------------------------
 
 
-class _FundWeightSerializer(serializers.Serializer):
+class TargetFundWeightSerializer(serializers.Serializer):
     ticker = serializers.CharField()
     name = serializers.CharField()
     asset_class = serializers.CharField()
     weight = serializers.DecimalField(max_digits=9, decimal_places=6)
 
 
-class _ClassWeightSerializer(serializers.Serializer):
+class TargetClassWeightSerializer(serializers.Serializer):
     code = serializers.CharField()
     name = serializers.CharField()
     weight = serializers.DecimalField(max_digits=9, decimal_places=6)
 
 
-class _BindingSerializer(serializers.Serializer):
+class BindingConstraintSerializer(serializers.Serializer):
     kind = serializers.CharField()
     name = serializers.CharField()
     label = serializers.CharField()  # type: ignore[assignment]  # a field named like Field.label
@@ -143,27 +143,27 @@ def _constraints_description(described: dict[str, Any], level: int) -> list[str]
 
 
 class AccountTargetApi(APIView):
-    class TargetSerializer(serializers.Serializer):
-        class RunSerializer(serializers.Serializer):
+    class AccountTargetSerializer(serializers.Serializer):
+        class TargetRunSerializer(serializers.Serializer):
             id = serializers.IntegerField()
             as_of = serializers.DateField()
             created_at = serializers.DateTimeField()
 
         account = serializers.IntegerField()
         risk_level = serializers.IntegerField()
-        optimization_run = RunSerializer()
+        optimization_run = TargetRunSerializer()
         signature = serializers.CharField()
         expected_return = serializers.DecimalField(max_digits=8, decimal_places=6)
         volatility = serializers.DecimalField(max_digits=8, decimal_places=6)
         bad_year = serializers.DecimalField(max_digits=9, decimal_places=6)
-        weights = _FundWeightSerializer(many=True)
-        classes = _ClassWeightSerializer(many=True)
-        binding = _BindingSerializer(many=True)
+        weights = TargetFundWeightSerializer(many=True)
+        classes = TargetClassWeightSerializer(many=True)
+        binding = BindingConstraintSerializer(many=True)
         constraints = serializers.DictField()
         constraints_description = serializers.ListField(child=serializers.CharField())
 
     @extend_schema(
-        responses={200: TargetSerializer},
+        responses={200: AccountTargetSerializer},
         summary="The personal target of an account at its owner's risk level, and why (binding constraints)",
     )
     def get(self, request: Request, pk: int) -> Response:
@@ -177,7 +177,7 @@ class AccountTargetApi(APIView):
                 f"No personal target has been built yet for this account at risk level {level}: the nightly "
                 "pipeline builds it after the next optimization run."
             )
-        return Response(self.TargetSerializer(_target_payload(account, level, target)).data)
+        return Response(self.AccountTargetSerializer(_target_payload(account, level, target)).data)
 
 
 def _target_payload(account: Account, level: int, target: PersonalTarget) -> dict[str, Any]:
@@ -220,7 +220,7 @@ def _target_payload(account: Account, level: int, target: PersonalTarget) -> dic
 
 
 class WhatIfSerializer(serializers.Serializer):
-    class WeightSerializer(serializers.Serializer):
+    class WhatIfWeightSerializer(serializers.Serializer):
         ticker = serializers.CharField()
         name = serializers.CharField()
         asset_class = serializers.CharField()
@@ -230,7 +230,7 @@ class WhatIfSerializer(serializers.Serializer):
         current_weight = serializers.DecimalField(max_digits=9, decimal_places=6, allow_null=True)
         excluded = serializers.BooleanField()
 
-    class ModelSerializer(serializers.Serializer):
+    class WhatIfModelSerializer(serializers.Serializer):
         id = serializers.IntegerField()
         expected_return = serializers.DecimalField(max_digits=8, decimal_places=6)
         volatility = serializers.DecimalField(max_digits=8, decimal_places=6)
@@ -243,15 +243,15 @@ class WhatIfSerializer(serializers.Serializer):
     expected_return = serializers.DecimalField(max_digits=8, decimal_places=6)
     volatility = serializers.DecimalField(max_digits=8, decimal_places=6)
     bad_year = serializers.DecimalField(max_digits=9, decimal_places=6)
-    model = ModelSerializer(allow_null=True)
+    model = WhatIfModelSerializer(allow_null=True)
     model_bad_year = serializers.DecimalField(max_digits=9, decimal_places=6, allow_null=True)
     risk_free_rate = serializers.FloatField()
     max_weight = serializers.DecimalField(max_digits=6, decimal_places=4)
     constraints = serializers.ListField(child=serializers.CharField())
     notes = serializers.ListField(child=serializers.CharField())
     account = serializers.IntegerField(source="account.pk", allow_null=True, default=None)
-    weights = WeightSerializer(many=True)
-    binding = _BindingSerializer(many=True)
+    weights = WhatIfWeightSerializer(many=True)
+    binding = BindingConstraintSerializer(many=True)
     solve_seconds = serializers.FloatField()
     seconds = serializers.FloatField()
 
