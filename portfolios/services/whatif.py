@@ -6,10 +6,10 @@ hash), so mean-variance with no other constraint reproduces the run's model port
 
 The constraints start from the house constraints of the level (the run's policy: per-fund maximum, class bounds,
 the level's bond/cash floor) and are built by the same function as an account's personal target
-(``targets.account_constraints``), so a what-if with an investor's screens, account type and tax rate is that
-investor's target. On top: funds excluded by hand, class limits that replace or add to the policy's, another
-bond/cash floor, the compliance restricted list, and an account's current holdings with a transaction cost or a
-turnover limit. The objectives are those of ``portfolios/constrained.py``; risk parity and HRP take no
+(``targets.account_constraints``), so a mean-variance what-if with an investor's screens, account type, tax rate
+and the restricted list is that investor's personal target. On top: funds excluded by hand, class limits that
+replace or add to the policy's, another bond/cash floor, and an account's current holdings with a transaction
+cost or a turnover limit. The objectives are those of ``portfolios/constrained.py``; risk parity and HRP take no
 constraint, and asking for one is refused by name rather than ignored.
 """
 
