@@ -10,6 +10,7 @@ from compliance import views_parameters as compliance_views_parameters
 from portfolios import api as portfolios_api
 from portfolios import api_accounts as portfolios_api_accounts
 from portfolios import api_optimization as portfolios_api_optimization
+from portfolios import api_targets as portfolios_api_targets
 from portfolios import views as portfolios_views
 from portfolios import views_accounts as portfolios_views_accounts
 from profiling import api as profiling_api
@@ -36,7 +37,12 @@ api_patterns = [
     path("clients/<int:pk>/review/", profiling_api.ClientReviewApi.as_view(), name="api-client-review"),
     path("model-portfolios/", portfolios_api.ModelPortfolioListApi.as_view(), name="api-model-portfolios"),
     path("accounts/", portfolios_api_accounts.AccountListCreateApi.as_view(), name="api-accounts"),
+    path(
+        "model-portfolios/what-if/", portfolios_api_targets.ModelWhatIfApi.as_view(), name="api-model-portfolios-whatif"
+    ),
+    path("assets/", portfolios_api_targets.AssetListApi.as_view(), name="api-assets"),
     path("accounts/<int:pk>/", portfolios_api.AccountDetailApi.as_view(), name="api-account"),
+    path("accounts/<int:pk>/target/", portfolios_api_targets.AccountTargetApi.as_view(), name="api-account-target"),
     path("accounts/<int:pk>/deposits/", portfolios_api.AccountDepositApi.as_view(), name="api-account-deposit"),
     path("accounts/<int:pk>/ledger/", portfolios_api_accounts.AccountLedgerApi.as_view(), name="api-account-ledger"),
     path(

@@ -79,6 +79,7 @@ RESTRICTED_REASON = "compliance restricted list"
 
 BINDING_TOLERANCE = 1e-6  # a weight or share this close to its limit counts as at the limit
 FEASIBILITY_TOLERANCE = 1e-9  # slack allowed in the arithmetic checks before any solve
+CLEAN_TOLERANCE = 1e-9  # dropping dust below MIN_REPORTED_WEIGHT may not break a constraint by more
 # The cvxpy problem wants finite parameters; these are never active (shares are at most 1, and
 # sum |w - w0| is at most sum w + sum w0 <= 2 + rounding).
 _NO_CLASS_MAXIMUM = 1.0
@@ -791,10 +792,12 @@ class _OsqpProblem:
         return np.asarray(result.x[:n], dtype=np.float64), "solved"
 
 
-def _clean(raw: FloatArray, lower: FloatArray, upper: FloatArray) -> FloatArray:
-    """``optimize.clean_weights`` that also keeps lower bounds: clip noise and dust, restore a sum of one."""
+def _clean(raw: FloatArray, lower: FloatArray, upper: FloatArray, *, dust: bool = True) -> FloatArray:
+    """``optimize.clean_weights`` that also keeps lower bounds: clip noise and (with ``dust``) weights below
+    ``MIN_REPORTED_WEIGHT``, restore a sum of one."""
     weights = np.clip(raw, lower, upper)
-    weights[(weights < MIN_REPORTED_WEIGHT) & (lower <= 0)] = 0.0
+    if dust:
+        weights[(weights < MIN_REPORTED_WEIGHT) & (lower <= 0)] = 0.0
     missing = 1.0 - weights.sum()
     if missing > 0:
         room = np.where(weights > 0, upper - weights, 0.0)
@@ -804,6 +807,40 @@ def _clean(raw: FloatArray, lower: FloatArray, upper: FloatArray) -> FloatArray:
         excess = weights - lower
         weights -= excess * (-missing / excess.sum())
     return weights
+
+
+def clean_within(
+    raw: FloatArray,
+    *,
+    lower: FloatArray,
+    upper: FloatArray,
+    membership: FloatArray | None = None,
+    class_lower: FloatArray | None = None,
+    class_upper: FloatArray | None = None,
+    bond_mask: npt.NDArray[np.bool_] | None = None,
+    bond_minimum: float = 0.0,
+    current: FloatArray | None = None,
+    turnover_bound: float | None = None,
+) -> FloatArray:
+    """Solver output to reported weights: noise clipped and dust dropped, unless dropping the dust would break a
+    constraint by more than ``CLEAN_TOLERANCE`` (a weight of 1e-5 the other bounds force, a class share at its
+    limit): then only clipped. The budget, every bound, class share, the floor and the turnover hold to 1e-9."""
+
+    def violation(weights: FloatArray) -> float:
+        worst = [abs(float(weights.sum()) - 1.0), float(np.max(lower - weights)), float(np.max(weights - upper))]
+        if membership is not None and class_lower is not None and class_upper is not None:
+            shares = membership @ weights
+            worst += [float(np.max(class_lower - shares)), float(np.max(shares - class_upper))]
+        if bond_mask is not None and bond_minimum > 0:
+            worst.append(bond_minimum - float(weights[bond_mask].sum()))
+        if current is not None and turnover_bound is not None:
+            worst.append(float(np.abs(weights - current).sum()) - turnover_bound)
+        return max(worst)
+
+    cleaned = _clean(raw, lower, upper)
+    if violation(cleaned) <= CLEAN_TOLERANCE:
+        return cleaned
+    return _clean(raw, lower, upper, dust=False)
 
 
 # --- the solver -----------------------------------------------------------------------------------
@@ -879,12 +916,27 @@ class PersonalTargetSolver:
             )
         return problem
 
+    def _cleaned(self, raw: FloatArray, inputs: _Inputs) -> FloatArray:
+        structure = inputs.structure
+        return clean_within(
+            raw,
+            lower=inputs.lower,
+            upper=inputs.upper,
+            membership=inputs.membership,
+            class_lower=inputs.class_lower,
+            class_upper=inputs.class_upper,
+            bond_mask=self.universe.bond_cash if structure.bond_minimum else None,
+            bond_minimum=inputs.bond_minimum,
+            current=inputs.current if structure.turnover else None,
+            turnover_bound=inputs.turnover_bound if structure.turnover else None,
+        )
+
     def _weights(self, market: _Market, inputs: _Inputs, method: Method) -> tuple[FloatArray, str]:
         raw: FloatArray | None = None
         if method == "osqp":
             raw, _ = self._osqp_problem(market, inputs).solve(market, inputs)
             if raw is not None:
-                return _clean(raw, inputs.lower, inputs.upper), "osqp"
+                return self._cleaned(raw, inputs), "osqp"
         elif method != "clarabel":
             raise OptimizationError(f"Unknown method {method!r}; use osqp or clarabel.")
         # The reference path, and the fallback whenever OSQP does not report a polished solution.
@@ -895,7 +947,7 @@ class PersonalTargetSolver:
                     [f"the constraints together leave no portfolio (solver {SOLVER}: {status})"], status=status
                 )
             raise OptimizationError(f"Personal target: solver {SOLVER} ended with status {status}.")
-        return _clean(raw, inputs.lower, inputs.upper), "clarabel"
+        return self._cleaned(raw, inputs), "clarabel"
 
     @staticmethod
     def _objective(market: _Market, inputs: _Inputs, weights: FloatArray) -> float:
@@ -961,6 +1013,13 @@ class PersonalTargetSolver:
         )
 
     # --- explanation ------------------------------------------------------------------------------
+
+    def binding(self, constraints: Constraints, weights: npt.ArrayLike) -> tuple[BindingConstraint, ...]:
+        """The constraints active at ``weights``, however they were found (another objective's solution):
+        the same list as ``solve`` gives, without costs."""
+        bounds = self._checked(constraints)
+        inputs = self._inputs(constraints, bounds, 1.0)  # the risk aversion does not enter the list
+        return tuple(self._binding(constraints, bounds, inputs, np.asarray(weights, dtype=np.float64)))
 
     def _binding(
         self, constraints: Constraints, bounds: _Bounds, inputs: _Inputs, weights: FloatArray

@@ -10,7 +10,7 @@ from advisor.models import Role, User
 from advisor.permissions import role_required
 
 from .access import accounts_for, can_decide, recommendations_for
-from .forms import WhatIfForm
+from .forms import WhatIfForm, whatif_from_query
 from .models import PipelineRun, RecommendationStatus
 from .selectors import (
     AccountSnapshot,
@@ -27,7 +27,7 @@ from .selectors import (
 from .selectors_accounts import account_summaries
 from .services.accounts import account_deposit
 from .services.recommendations import recommendation_approve, recommendation_reject
-from .services.whatif import model_portfolio_whatif
+from .services.targets import target_explanations
 
 
 def _chart(snapshot: AccountSnapshot) -> dict[str, object]:
@@ -56,6 +56,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "charts": [_chart(s) for s in snapshots if s.classes],
             "recommendations": recommendations,
             "preview": target_preview(risk_level) if risk_level else None,
+            "why_targets": target_explanations(accounts=accounts, risk_level=risk_level) if risk_level else [],
         },
     )
 
@@ -142,28 +143,10 @@ def model_portfolios(request: HttpRequest) -> HttpResponse:
 
 @role_required(Role.ADVISOR, Role.ADMIN)
 def model_whatif(request: HttpRequest) -> HttpResponse:
-    """One level re-solved on demand with the current run's estimates under other constraints; nothing stored."""
-    run = optimization_run_current()
-    form = WhatIfForm(request.GET or None, universe=model_universe(run) if run else ())
-    context: dict[str, object] = {"run": run, "form": form, "whatif": None}
-    if run is None or not form.is_bound:
-        return render(request, "portfolios/model_whatif.html", context)
-    if not form.is_valid():
-        return render(request, "portfolios/model_whatif.html", context, status=400)
-    try:
-        context["whatif"] = model_portfolio_whatif(
-            run=run,
-            risk_level=form.cleaned_data["risk_level"],
-            max_weight=form.cleaned_data["max_weight"],
-            excluded=form.cleaned_data["exclude"],
-        )
-    except DomainError as exc:
-        for name, message in exc.fields.items():
-            form.add_error(name if name in form.fields else None, message)
-        if not exc.fields:
-            form.add_error(None, exc.message)
-        return render(request, "portfolios/model_whatif.html", context, status=exc.status_code)
-    return render(request, "portfolios/model_whatif.html", context)
+    """One level re-solved on demand under another objective and constraints; nothing stored."""
+    outcome = whatif_from_query(request.GET, user=request.user)  # type: ignore[arg-type]
+    context = {"run": outcome.run, "form": outcome.form, "whatif": outcome.whatif, "errors": outcome.messages}
+    return render(request, "portfolios/model_whatif.html", context, status=outcome.status)
 
 
 @role_required(Role.ADMIN)

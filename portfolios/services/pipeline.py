@@ -21,6 +21,7 @@ from compliance.audit import audit_record
 from compliance.rules import Proposal, TradeLine
 from compliance.services import has_blocking, recommendation_check
 
+from ..explain import binding_sentence as _binding_sentence
 from ..models import (
     Account,
     Asset,
@@ -252,24 +253,6 @@ def _recommend_all(
         counts[f"recommendations_{recommendation.kind}"] += 1
         if recommendation.status == RecommendationStatus.BLOCKED:
             counts["blocked_by_compliance"] += 1
-
-
-def _binding_sentence(binding: dict[str, Any]) -> str:
-    """One constraint of the investor that shapes the target, and what it costs, in plain words."""
-    assets = list(binding["assets"])
-    listed = assets[0] if len(assets) == 1 else ", ".join(assets[:-1]) + " and " + assets[-1]
-    if binding["kind"] == "exclusion":
-        sentence = f"{binding['label']} removes {listed}"
-    else:
-        sentence = f"{binding['label']} holds {listed} at its limit" if assets else f"{binding['label']} binds"
-    return_cost, volatility_cost = binding["expected_return_cost"], binding["volatility_cost"]
-    if return_cost is None:
-        return sentence + "."
-    sentence += f", costing about {max(return_cost, 0) * 100:.1f} percentage points of expected return a year"
-    if volatility_cost is not None and abs(volatility_cost) >= 0.0005:
-        change = "adding" if volatility_cost > 0 else "taking away"
-        sentence += f" and {change} about {abs(volatility_cost) * 100:.1f} percentage points of volatility"
-    return sentence + "."
 
 
 def _explain(

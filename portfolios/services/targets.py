@@ -30,6 +30,7 @@ from compliance.audit import audit_record
 from compliance.services import restricted_tickers
 from profiling.models import Preferences
 
+from ..explain import binding_sentence
 from ..models import TAX_ADVANTAGED_ACCOUNT_TYPES, Account, ModelPortfolio, OptimizationRun, PersonalTarget
 from ..personal import (
     BindingConstraint,
@@ -320,3 +321,24 @@ def personal_target_lookup(*, account: Account, risk_level: int) -> PersonalTarg
         if found is not None:
             return found
     return None
+
+
+@dataclass(frozen=True)
+class TargetExplanation:
+    """Why an account's personal target differs from the model portfolio of its level, in plain words."""
+
+    account: Account
+    risk_level: int
+    target: PersonalTarget
+    sentences: list[str]  # one per binding constraint of the investor, with its cost; empty: the model itself
+
+
+def target_explanations(*, accounts: Iterable[Account], risk_level: int) -> list[TargetExplanation]:
+    """For each account that has a personal target at ``risk_level``: its binding constraints as sentences."""
+    found = []
+    for account in accounts:  # an investor's few accounts: one look-up each
+        target = personal_target_lookup(account=account, risk_level=risk_level)
+        if target is not None:
+            sentences = [binding_sentence(b) for b in target.binding]
+            found.append(TargetExplanation(account=account, risk_level=risk_level, target=target, sentences=sentences))
+    return found

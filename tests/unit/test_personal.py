@@ -16,6 +16,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from pypfopt import EfficientFrontier, objective_functions
 
 import portfolios.personal as personal
@@ -547,3 +549,180 @@ def test_batch_with_an_infeasible_signature_names_the_account_and_returns_nothin
     with pytest.raises(InfeasibleConstraintsError) as refused:
         personal_targets_batch(accounts, m.mu, m.sigma, 4.0, solver=shared_solver())
     assert refused.value.problems == ("account 1: per-asset maxima sum to 0.8 < 1 after the maximum position 0.05",)
+
+
+# --- properties: random valid and random infeasible constraint sets ---------------------------------
+
+GROUPS = sorted({*CLASSES, *(personal.CLASS_KIND[c] for c in CLASSES)})
+BOND_CASH = np.array([personal.CLASS_KIND[c] in personal.BOND_CASH_KINDS for c in CLASSES])
+MUNICIPAL = np.array([c == personal.MUNICIPAL_CLASS for c in CLASSES])
+TOLERANCE = 1e-6
+unit = st.floats(0.0, 1.0, allow_nan=False)
+
+
+@st.composite
+def valid_constraints(draw: st.DrawFn) -> tuple[Constraints, float]:
+    """Constraints built around a portfolio that satisfies them (the witness), so they are always feasible:
+    exclusions and the tax rule only where the witness holds nothing, every bound on the witness's side."""
+    account_type = draw(st.sampled_from(personal.ACCOUNT_TYPES))
+    excluded = np.array(draw(st.lists(st.booleans(), min_size=N, max_size=N)))
+    if account_type != "taxable":
+        excluded |= MUNICIPAL
+    raw = np.array(draw(st.lists(unit, min_size=N, max_size=N))) * ~excluded
+    if raw.sum() < 1e-3:
+        raw[np.flatnonzero(~excluded)[0]] = 1.0
+    witness = raw / raw.sum()
+    upper = np.minimum(1.0, witness + np.array(draw(st.lists(st.floats(0.0, 0.5), min_size=N, max_size=N))))
+    lower = None
+    if draw(st.booleans()):
+        lower = witness * np.array(draw(st.lists(unit, min_size=N, max_size=N))) * (witness > 0.05)
+    max_position = None
+    if draw(st.booleans()):
+        max_position = min(1.0, float(witness.max()) + draw(st.floats(0.0, 0.3)))
+    groups = None
+    chosen = draw(st.lists(st.sampled_from(GROUPS), unique=True, max_size=4))
+    if chosen:
+        membership = class_bounds(CLASSES, dict.fromkeys(chosen, (0.0, 1.0))).membership
+        shares = membership @ witness
+        lows = shares * np.array(draw(st.lists(unit, min_size=len(chosen), max_size=len(chosen))))
+        highs = shares + (1 - shares) * np.array(draw(st.lists(unit, min_size=len(chosen), max_size=len(chosen))))
+        groups = ClassBounds(names=tuple(chosen), membership=membership, lower=lows, upper=np.minimum(highs, 1.0))
+    bond_minimum = float(witness[BOND_CASH].sum()) * draw(unit) if draw(st.booleans()) else 0.0
+    current, cost, turnover = None, 0.0, None
+    if draw(st.booleans()):
+        current = np.array(draw(st.lists(unit, min_size=N, max_size=N)))
+        current = current / max(current.sum(), 1e-9) * draw(st.floats(0.0, 1.0))
+        cost = draw(st.floats(0.0, 0.02))
+        if draw(st.booleans()):  # at least what the witness sells, so the witness stays feasible
+            turnover = float(np.maximum(current - witness, 0.0).sum()) + draw(st.floats(0.0, 0.3))
+    constraints = Constraints(
+        upper=upper,
+        lower=lower,
+        class_bounds=groups,
+        bond_cash_minimum=bond_minimum,
+        exclusions={t: ("compliance restricted list",) for t, out in zip(MODEL, excluded, strict=True) if out},
+        max_position=max_position,
+        current_weights=current,
+        transaction_cost=cost,
+        turnover_limit=turnover,
+        account_type=account_type,
+    )
+    return constraints, draw(st.floats(0.5, 100.0))
+
+
+def assert_within(constraints: Constraints, weights: np.ndarray) -> None:
+    bounds = shared_solver().universe.bounds(constraints)
+    assert np.all(np.isfinite(weights))
+    assert abs(weights.sum() - 1.0) <= TOLERANCE
+    assert np.all(weights >= bounds.lower - TOLERANCE) and np.all(weights <= bounds.upper + TOLERANCE)
+    excluded = [i for i, why in enumerate(bounds.reasons) if why]
+    assert np.all(weights[excluded] == 0.0)
+    if constraints.max_position is not None:
+        assert weights.max() <= constraints.max_position + TOLERANCE
+    groups = constraints.class_bounds
+    if groups is not None:
+        shares = groups.membership @ weights
+        assert np.all(shares >= groups.lower - TOLERANCE) and np.all(shares <= groups.upper + TOLERANCE)
+    assert weights[BOND_CASH].sum() >= constraints.bond_cash_minimum - TOLERANCE
+    if constraints.turnover_limit is not None and constraints.current_weights is not None:
+        sold = np.maximum(constraints.current_weights - weights, 0.0).sum()
+        assert sold <= constraints.turnover_limit + TOLERANCE
+
+
+@settings(max_examples=100, deadline=None)
+@given(valid_constraints(), st.sampled_from(["osqp", "clarabel"]))
+def test_random_valid_constraints_are_met_within_1e6(case: tuple[Constraints, float], method: str) -> None:
+    constraints, risk_aversion = case
+    m = market()
+
+    target = shared_solver().solve(constraints, m.mu, m.sigma, risk_aversion, method=method)  # type: ignore[arg-type]
+
+    assert_within(constraints, target.weights)
+    assert np.isfinite(target.expected_return) and np.isfinite(target.volatility) and np.isfinite(target.objective)
+
+
+def _infeasible_upper(draw: st.DrawFn) -> Constraints:
+    cap = draw(st.floats(0.0, 0.99 / N))
+    return Constraints(upper=np.full(N, cap))
+
+
+def _infeasible_lower(draw: st.DrawFn) -> Constraints:
+    return plain(lower=np.full(N, draw(st.floats(1.01 / N, 0.35))))
+
+
+def _infeasible_exclusions(draw: st.DrawFn) -> Constraints:
+    keep = draw(st.lists(st.sampled_from(MODEL), unique=True, max_size=2))
+    cap = draw(st.floats(0.05, 0.49))
+    return plain(exclusions={t: ("compliance restricted list",) for t in MODEL if t not in keep}, max_position=cap)
+
+
+def _infeasible_class(draw: st.DrawFn) -> Constraints:
+    group = draw(st.sampled_from(GROUPS))
+    capacity = float(class_bounds(CLASSES, {group: (0.0, 1.0)}).membership[0].sum()) * UPPER
+    if capacity >= 1.0:  # a large group: its minimum above its maximum instead
+        high = draw(st.floats(0.0, 0.9))
+        return plain(class_bounds=class_bounds(CLASSES, {group: (high + draw(st.floats(0.01, 0.1)), high)}))
+    low = draw(st.floats(capacity + 0.01, 1.0))
+    return plain(class_bounds=class_bounds(CLASSES, {group: (low, 1.0)}))
+
+
+def _infeasible_class_minima(draw: st.DrawFn) -> Constraints:
+    equity, bond = draw(st.floats(0.3, 0.9)), draw(st.floats(0.3, 0.9))
+    assume(equity + bond > 1.01)
+    return plain(class_bounds=class_bounds(CLASSES, {"equity": (equity, 1.0), "bond": (bond, 1.0)}))
+
+
+def _infeasible_equity_and_bond_floor(draw: st.DrawFn) -> Constraints:
+    equity, floor = draw(st.floats(0.3, 0.7)), draw(st.floats(0.3, 0.8))
+    assume(equity + floor > 1.01)  # each possible alone; only the solver sees they are not together
+    return plain(class_bounds=class_bounds(CLASSES, {"equity": (equity, 1.0)}), bond_cash_minimum=floor)
+
+
+def _infeasible_bond_floor(draw: st.DrawFn) -> Constraints:
+    bonds = [t for t, is_bond in zip(MODEL, BOND_CASH, strict=True) if is_bond]
+    kept = draw(st.lists(st.sampled_from(bonds), unique=True, max_size=2))
+    floor = draw(st.floats(len(kept) * UPPER + 0.01, 1.0))
+    excluded = {t: ("ESG exclusions (test)",) for t in bonds if t not in kept}
+    return plain(exclusions=excluded, bond_cash_minimum=floor)
+
+
+def _infeasible_turnover(draw: st.DrawFn) -> Constraints:
+    held = draw(st.sampled_from(MODEL))
+    current = np.zeros(N)
+    current[at(held)] = draw(st.floats(0.2, 1.0))
+    return plain(
+        exclusions={held: ("compliance restricted list",)},
+        current_weights=current,
+        turnover_limit=draw(st.floats(0.0, float(current.sum()) - 0.01)),
+    )
+
+
+INFEASIBLE_KINDS = [
+    _infeasible_upper,
+    _infeasible_lower,
+    _infeasible_exclusions,
+    _infeasible_class,
+    _infeasible_class_minima,
+    _infeasible_equity_and_bond_floor,
+    _infeasible_bond_floor,
+    _infeasible_turnover,
+]
+CONFLICT_WORDS = ("maxima", "minima", "minimum", "maximum", "excluded", "turnover limit", "constraints together")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data(), st.sampled_from(["osqp", "clarabel"]), st.floats(0.5, 100.0))
+def test_random_infeasible_constraints_always_raise_the_domain_error(
+    data: st.DataObject, method: str, risk_aversion: float
+) -> None:
+    build = data.draw(st.sampled_from(INFEASIBLE_KINDS))
+    constraints = build(data.draw)  # type: ignore[operator]
+    m = market()
+
+    with pytest.raises(InfeasibleConstraintsError) as refused:
+        shared_solver().solve(constraints, m.mu, m.sigma, risk_aversion, method=method)  # type: ignore[arg-type]
+
+    assert refused.value.problems
+    for problem in refused.value.problems:
+        assert any(word in problem for word in CONFLICT_WORDS), problem
+    assert str(refused.value).startswith("No portfolio satisfies the investor's constraints: ")

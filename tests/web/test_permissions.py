@@ -90,6 +90,9 @@ ACCESS: dict[str, Rule] = {
     "api-profile": Rule("get", ("investor",)),
     "api-profile-history": Rule("get", ("investor",)),
     "api-model-portfolios": Rule("get", ANYONE),
+    "api-model-portfolios-whatif": Rule("get", ("advisor", "admin")),
+    "api-assets": Rule("get", ANYONE),
+    "api-account-target": Rule("get", ("investor", "advisor", "admin"), owned="account"),
     "api-accounts": Rule("get", ANYONE),
     "api-account": Rule("get", ("investor", "advisor", "admin"), owned="account"),
     "api-account-deposit": Rule("post", ("investor",), owned="account"),
@@ -220,6 +223,8 @@ def url_for(name: str, world: dict[str, object]) -> str:
         return reverse(name, kwargs={"uidb64": "MQ", "token": "set-password"})
     if name == "staff-restricted-remove":
         return reverse(name, kwargs={"ticker": "VTI"})
+    if name == "api-model-portfolios-whatif":
+        return reverse(name) + "?risk_level=5"
     if name == "staff-assign-advisor":
         return reverse(name, kwargs={"pk": world["alice"].pk})  # type: ignore[attr-defined]
     if name in STAFF_OBJECTS:
