@@ -568,25 +568,38 @@ class _Engine:
         self.lasset = _i(book.lot_asset)
         self.lq = np.asarray(book.lot_quantity, dtype=np.float64)
         self.lb = np.asarray(book.lot_basis, dtype=np.float64)
-        self.loss_sold = np.unique(_i(book.loss_sold))
-        self.recent_buys = np.unique(_i(book.recent_buys))
+        # Owner-wide wash-sale state as dense flags over (owner, group): owners renumbered 0..O-1.
+        owners, self.owner_dense = np.unique(self.owner, return_inverse=True)
+        self.owner_groups = len(owners) * self.G
+        self.loss_sold = self.owner_flags(owners, _i(book.loss_sold))
+        self.recent_buys = self.owner_flags(owners, _i(book.recent_buys))
         self.trades = _Trades()
 
+    def owner_flags(self, owners: IntArray, keys: IntArray) -> BoolArray:
+        """Keys ``owner * G + group`` (owner ids as given) as flags over (dense owner, group)."""
+        flags = np.zeros(self.owner_groups, dtype=np.bool_)
+        owner, group = keys // self.G, keys % self.G
+        at = np.minimum(np.searchsorted(owners, owner), max(len(owners) - 1, 0))
+        known = (owners[at] == owner) if len(owners) else np.zeros(len(keys), dtype=np.bool_)
+        flags[at[known] * self.G + group[known]] = True
+        return flags
+
     def owner_key(self, rows: IntArray, assets: IntArray) -> IntArray:
-        key: IntArray = self.owner[rows] * self.G + self.grp[assets]
+        """Index into the (dense owner, group) flags."""
+        key: IntArray = self.owner_dense[rows] * self.G + self.grp[assets]
         return key
 
-    def fund_select(self, rows: IntArray, blocked: IntArray) -> IntArray:
+    def fund_select(self, rows: IntArray, blocked: BoolArray) -> IntArray:
         """The buy fund of each class [len(rows), K] (rule 6), or -1."""
         targets = self.target[rows][:, None]
         primary = self.buy_asset[targets[:, 0]]
         safe = np.maximum(primary, 0)
-        owner_key = self.owner[rows][:, None] * self.G
+        owner_key = self.owner_dense[rows][:, None] * self.G
         ok_primary = (
             (primary >= 0)
             & ~np.isnan(self.price[safe])
             & self.allowed[targets, safe]
-            & ~_member(owner_key + self.grp[safe], blocked)
+            & ~blocked[owner_key + self.grp[safe]]
         )
         second = np.where(primary >= 0, self.sub[safe], -1)
         safe2 = np.maximum(second, 0)
@@ -594,7 +607,7 @@ class _Engine:
             (second >= 0)
             & ~np.isnan(self.price[safe2])
             & self.allowed[targets, safe2]
-            & ~_member(owner_key + self.grp[safe2], blocked)
+            & ~blocked[owner_key + self.grp[safe2]]
         )
         fund: IntArray = np.where(ok_primary, primary, np.where(ok_second, second, -1))
         return fund
@@ -690,15 +703,16 @@ class _Engine:
         cand, ca, crow, csub = cand[ok], ca[ok], crow[ok], csub[ok]
         own_key = self.owner_key(crow, ca)
         sub_key = self.owner_key(crow, csub)
-        ok = ~_member(own_key, self.loss_sold) & ~_member(own_key, self.recent_buys) & ~_member(sub_key, self.loss_sold)
+        ok = ~self.loss_sold[own_key] & ~self.recent_buys[own_key] & ~self.loss_sold[sub_key]
         cand, ca, crow, csub, own_key, sub_key = cand[ok], ca[ok], crow[ok], csub[ok], own_key[ok], sub_key[ok]
-        h1 = np.unique(own_key)
-        keep = ~_member(sub_key, h1)
+        h1 = np.zeros(self.owner_groups, dtype=np.bool_)
+        h1[own_key] = True
+        keep = ~h1[sub_key]
         hl, ha, hrow = cand[keep], ca[keep], crow[keep]
-        blocked1 = np.union1d(self.loss_sold, h1)
+        blocked1 = self.loss_sold | h1
 
         excluded = np.zeros(self.M, dtype=np.bool_)  # lots sold whole by a pair
-        bought_keys: list[IntArray] = []  # row * A + fund bought by a pair
+        bought = np.zeros(N * A, dtype=np.bool_)  # (row, fund) bought by a pair
         pair_buy_index: list[IntArray] = []  # their trade numbers in self.trades
         # Harvest sells: one per (row, fund).
         hs_start, hs_run = _group_starts(hrow * A + ha)
@@ -724,7 +738,8 @@ class _Engine:
         sell_ok[by_pair] = pb_keep[pr_run]
         lot_ok = sell_ok[hs_run]
         excluded[hl[lot_ok]] = True
-        harvested_class = np.unique(hs_row[sell_ok] * K + self.cls[hs_asset[sell_ok]])
+        harvested_class = np.zeros(N * K, dtype=np.bool_)
+        harvested_class[hs_row[sell_ok] * K + self.cls[hs_asset[sell_ok]]] = True
         ks = np.flatnonzero(sell_ok)
         first = self.trades.count
         sales = np.flatnonzero(lot_ok)
@@ -757,7 +772,7 @@ class _Engine:
             _i([]),
             _f([]),
         )
-        bought_keys.append(pb_row[kb] * A + pb_asset[kb])
+        bought[pb_row[kb] * A + pb_asset[kb]] = True
         pair_buy_index.append(first + np.arange(len(kb)))
 
         # 5. Switch back.
@@ -779,7 +794,7 @@ class _Engine:
             & (self.grp[safe] != self.grp[s_asset])
         )
         sp, s_row, s_asset, s_class, prim = sp[ok], s_row[ok], s_asset[ok], s_class[ok], prim[ok]
-        ok = ~_member(self.owner_key(s_row, prim), blocked1) & ~_member(s_row * K + s_class, harvested_class)
+        ok = ~blocked1[self.owner_key(s_row, prim)] & ~harvested_class[s_row * K + s_class]
         sp, s_row, s_asset, s_class, prim = sp[ok], s_row[ok], s_asset[ok], s_class[ok], prim[ok]
         pos_end = np.append(pos_start[1:], self.M)
         lengths = pos_end[sp] - pos_start[sp]
@@ -828,9 +843,8 @@ class _Engine:
             _i([]),
             _f([]),
         )
-        bought_keys.append(s_row[kept] * A + prim[kept])
+        bought[s_row[kept] * A + prim[kept]] = True
         pair_buy_index.append(first + np.arange(len(kept)))
-        bought = np.unique(np.concatenate(bought_keys))
 
         # 7-9. Cash flows, sell-to-rebalance, short-term gains: on the accounts with a flow trigger.
         flows = np.flatnonzero(planned & ((trigger & (TRIGGER_DRIFT | TRIGGER_CASH | TRIGGER_WITHDRAWAL)) != 0))
@@ -915,9 +929,9 @@ class _Engine:
         withdrawal: FloatArray,
         value: FloatArray,
         class_value: FloatArray,
-        blocked1: IntArray,
+        blocked1: BoolArray,
         excluded: BoolArray,
-        bought: IntArray,
+        bought: BoolArray,
         lot_value: FloatArray,
     ) -> tuple[FloatArray, BoolArray]:
         """Rules 7-9 and the class sells; returns the class buys' dollars [F, K] and which are rebalance buys."""
@@ -929,7 +943,7 @@ class _Engine:
         fpos[flows] = np.arange(nF)
         lot_row = fpos[self.la]
         fl = np.flatnonzero((lot_row >= 0) & ~excluded)
-        fl = fl[~_member(self.la[fl] * A + self.lasset[fl], bought)]
+        fl = fl[~bought[self.la[fl] * A + self.lasset[fl]]]
         frow = lot_row[fl]
         fcls = self.cls[self.lasset[fl]]
         fgroup = frow * K + fcls
@@ -1100,7 +1114,7 @@ class _Engine:
         assets = self.lasset[lots]
         basis = self.lb[lots]
         loss = self.price[assets] < basis
-        washed = _member(self.owner_key(self.la[lots], assets), self.recent_buys)
+        washed = self.recent_buys[self.owner_key(self.la[lots], assets)]
         long = self.today >= _i(book.lot_long_from)[lots]
         category = np.where(loss & ~washed, 0, np.where(loss | long, 1, 2))
         category = np.where(method == TAX_MIN, category, 0)
@@ -1140,17 +1154,19 @@ class _Engine:
         s_asset = asset[s_trade]
         s_gain = (self.price[s_asset] - self.lb[s_lot]) * s_qty
         loss_keys = self.owner_key(s_row, s_asset)[(s_gain < 0) & taxable[s_row]]
-        blocked2 = np.union1d(self.loss_sold, loss_keys)
+        blocked2 = self.loss_sold.copy()
+        blocked2[loss_keys] = True
         keep = np.ones(len(row), dtype=np.bool_)
         full_key = row * span + code_of[side + 1, purpose] * A + asset
-        dropped = pair_buys[_member(self.owner_key(row[pair_buys], asset[pair_buys]), blocked2)]
+        dropped = pair_buys[blocked2[self.owner_key(row[pair_buys], asset[pair_buys])]]
         keep[dropped] = False
         keep[(link >= 0) & _member(row * span + link, np.sort(full_key[dropped]))] = False
         kept_pairs = pair_buys[keep[pair_buys]]
         trigger[row[kept_pairs[purpose[kept_pairs] == PURPOSE_SUBSTITUTE]]] |= TRIGGER_HARVEST
         trigger[row[kept_pairs[purpose[kept_pairs] == PURPOSE_SWITCH_BACK]]] |= TRIGGER_SWITCH_BACK
         sells = keep & (side == SELL)
-        sold_keys = np.unique(row[sells] * A + asset[sells])
+        sold = np.zeros(N * A, dtype=np.bool_)
+        sold[row[sells] * A + asset[sells]] = True
 
         # Class buys: re-pointed with the phase-2 blocks, scaled to the cash the class sells leave.
         class_sells = np.arange(self.class_sell_first, self.class_sell_first + self.class_sell_count)
@@ -1158,12 +1174,13 @@ class _Engine:
         avail = (cash[flows] - withdrawal[flows]) + proceeds[flows]
         fund2 = self.fund_select(flows, blocked2)
         want = buy_dollars > 0
-        invalid = want & ((fund2 < 0) | _member(flows[:, None] * A + fund2, sold_keys))
+        invalid = want & ((fund2 < 0) | sold[flows[:, None] * A + np.maximum(fund2, 0)])
         trigger[flows[invalid.any(axis=1)]] |= TRIGGER_NO_BUY_FUND
         valid = want & ~invalid
         total = _seqsum(np.where(valid, buy_dollars, 0.0))
         over = total * (1 + cr) > avail
-        scale = np.where(over, np.where(avail > 0, avail / np.where(over, total * (1 + cr), 1.0), 0.0), 1.0)
+        cut = over & (avail > 0)
+        scale = np.where(over, np.where(cut, avail / np.where(cut, total * (1 + cr), 1.0), 0.0), 1.0)
         r_idx, k_idx = np.nonzero(valid)
         fund = fund2[r_idx, k_idx]
         fprice = self.price[fund]
