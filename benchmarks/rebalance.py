@@ -90,7 +90,6 @@ def synthetic_targets(rng: np.random.Generator, universe: UniverseArrays) -> Tar
 def synthetic_book(
     rng: np.random.Generator, universe: UniverseArrays, targets: TargetArrays, accounts: int
 ) -> BookArrays:
-    A = len(universe.tickers)
     n = accounts
     target = rng.integers(0, TARGETS, size=n)
     owner = np.cumsum(rng.random(n) < 0.6)  # about 1.7 accounts per owner, adjacent

@@ -66,9 +66,10 @@ The rules (the reference implements them identically)
    the target's buy fund if priced, allowed and not blocked, else its substitute if so, else none. Phase 2,
    after every sell is known: B2 = ``loss_sold`` + the group of every lot sold at a loss in any of the owner's
    taxable accounts in this plan (IRAs included as buyers: all the owner's accounts). A pair whose buy is in
-   B2 is dropped whole; a class buy is re-pointed with B2 and dropped (``NO_BUY_FUND``, the cash stays) if no
-   fund is left or the fund is sold in the account in this plan. Both phases only remove purchases, so no
-   purchase of a blocked group survives and loss sales never grow after B2 is taken: no iteration needed.
+   B2 is dropped whole (``NO_BUY_FUND``: its lots stay, this plan sells them no other way); a class buy
+   is re-pointed with B2 and dropped (``NO_BUY_FUND``, the cash stays) if no fund is left or the fund is
+   sold in the account in this plan. Both phases only remove purchases (and the sells of dropped pairs), so
+   no purchase of a blocked group survives and loss sales never grow after B2 is taken: no iteration.
 7. *Cash flows* (only with ``DRIFT``, ``CASH`` or ``WITHDRAWAL``). V' = V - withdrawal. If ``DRIFT`` or
    ``CASH`` and C = cash - withdrawal > 0: spend C / (1 + cost_rate) filling the shortfalls max(t V' - value,
    0) of the buyable classes in proportion, and any remainder in proportion to their targets. If
@@ -1160,6 +1161,7 @@ class _Engine:
         full_key = row * span + code_of[side + 1, purpose] * A + asset
         dropped = pair_buys[blocked2[self.owner_key(row[pair_buys], asset[pair_buys])]]
         keep[dropped] = False
+        trigger[row[dropped]] |= TRIGGER_NO_BUY_FUND
         keep[(link >= 0) & _member(row * span + link, np.sort(full_key[dropped]))] = False
         kept_pairs = pair_buys[keep[pair_buys]]
         trigger[row[kept_pairs[purpose[kept_pairs] == PURPOSE_SUBSTITUTE]]] |= TRIGGER_HARVEST

@@ -577,6 +577,7 @@ class _Reference:
             if trade.side > 0:
                 key = trade.order_code * self.A + trade.asset
                 if self.key(account.owner, trade.asset) in blocked:
+                    account.trigger |= TRIGGER_NO_BUY_FUND
                     continue
                 kept += pairs[key]
                 kept.append(trade)
