@@ -6,7 +6,7 @@ between the engine's and the reference's decisions actually occur: both must bre
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -29,7 +29,17 @@ class Case:
     today: int
 
 
-def random_case(seed: int, *, accounts: int = 8, owners: int = 3, max_lots: int = 8, nan_price: bool = True) -> Case:
+def random_case(
+    seed: int,
+    *,
+    accounts: int = 8,
+    owners: int = 3,
+    max_lots: int = 8,
+    nan_price: bool = True,
+    short_term: bool = False,
+) -> Case:
+    """A random book; ``short_term`` makes the short-term-gain rule bite (a low limit, a wide hard band, many
+    lots of a few funds, half of them recent gains)."""
     rng = np.random.default_rng(seed)
     A = len(TICKERS)
     groups = np.array([0, 1, 2, 3, 4, 5, 6, 7, 0])
@@ -75,13 +85,14 @@ def random_case(seed: int, *, accounts: int = 8, owners: int = 3, max_lots: int 
     for i in range(n):
         k = rng.integers(0, max_lots + 1)
         for _ in range(k):
-            a = int(rng.integers(0, A))
+            a = int(rng.choice([0, 2])) if short_term and rng.random() < 0.8 else int(rng.integers(0, A))
             p = price[a] if not np.isnan(price[a]) else 40.0
             rows.append(i)
             assets.append(a)
             qty.append(float(rng.choice([1.0, 2.5, 10.0, 33.333333, 80.0, 150.0, 0.000004])))
             basis.append(round(float(p * rng.choice([0.5, 0.8, 0.94, 0.96, 1.0, 1.1, 1.3, 2.0])), 2))
-            acquired.append(TODAY - int(rng.choice([0, 10, 29, 31, 40, 200, 365, 366, 367, 900])))
+            ages = [40, 200, 900] if short_term else [0, 10, 29, 31, 40, 200, 365, 366, 367, 900]
+            acquired.append(TODAY - int(rng.choice(ages)))
     order = np.lexsort((np.arange(len(rows)), np.array(assets, dtype=np.int64), np.array(rows, dtype=np.int64)))
     lot_account = np.array(rows, dtype=np.int64)[order]
     lot_asset = np.array(assets, dtype=np.int64)[order]
@@ -119,4 +130,8 @@ def random_case(seed: int, *, accounts: int = 8, owners: int = 3, max_lots: int 
         hard_band_multiple=float(rng.choice([1.0, 2.0, 10.0])),
         switch_back_max_gain=float(rng.choice([0.0, 50.0, 1e6])),
     )
+    if short_term:
+        policy = replace(
+            policy, short_term_gain_limit=float(rng.choice([0.0, 20.0])), hard_band_multiple=10.0, min_trade=10.0
+        )
     return Case(universe, targets, book, policy, TODAY)

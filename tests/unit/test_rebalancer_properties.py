@@ -48,6 +48,7 @@ cases = st.builds(
     accounts=st.integers(1, 14),
     owners=st.integers(1, 4),
     max_lots=st.integers(0, 10),
+    short_term=st.booleans(),
 )
 
 
