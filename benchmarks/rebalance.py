@@ -232,11 +232,17 @@ def main() -> None:
     rebalancing = RebalancingPolicy()
     policy = EnginePolicy.from_policy(rebalancing, cost_rate=Decimal("0.0005"))
 
-    start = time.perf_counter()
-    plan = rebalance_plan(universe, targets, book, policy, TODAY)
+    timings: dict[str, float] = {}
+    start, cpu = time.perf_counter(), time.process_time()
+    plan = rebalance_plan(universe, targets, book, policy, TODAY, timings=timings)
     seconds = time.perf_counter() - start
+    cpu_seconds = time.process_time() - cpu
     rate = accounts / seconds
-    print(f"rebalance_plan: {seconds:.2f} s, {rate:,.0f} accounts/s, {len(plan.trade_account):,} trades")
+    print(
+        f"rebalance_plan: {seconds:.2f} s ({cpu_seconds:.2f} s of CPU), {rate:,.0f} accounts/s, "
+        f"{len(plan.trade_account):,} trades, {len(plan.sale_lot):,} lot sales"
+    )
+    print("  " + ", ".join(f"{phase} {spent:.2f} s" for phase, spent in timings.items()))
     print("by status: ", plan.count_by_status())
     print("by trigger:", plan.count_by_trigger())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
