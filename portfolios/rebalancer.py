@@ -128,7 +128,16 @@ import numpy as np
 import numpy.typing as npt
 
 from .policy import RebalancingPolicy
-from .rebalance import CENT, ZERO, ProposedTrade, buy_cash_effect, floor_shares, sell_cash_effect
+from .rebalance import (
+    CENT,
+    ZERO,
+    ProposedTrade,
+    buy_cash_effect,
+    floor_cents,
+    floor_shares,
+    sell_cash_effect,
+    trading_cost,
+)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -1345,8 +1354,17 @@ class PlannedTrade(ProposedTrade):
     plan_trade: int = -1
 
 
-# A buy's notional and its cost are each rounded up to the cent: fitting a buy under the cash keeps this back.
-_BUY_ROUNDING = Decimal("0.03")
+def _fit_buy(quantity: Decimal, price: Decimal, cost_rate: Decimal, budget: Decimal) -> Decimal:
+    """The largest quantity up to ``quantity`` whose booked notional plus cost (each rounded up to the cent)
+    is at most ``budget``."""
+    gross, cost = buy_cash_effect(quantity, price, cost_rate)
+    if gross + cost <= budget:
+        return quantity
+    notional = floor_cents(budget / (1 + cost_rate)) if budget > 0 else ZERO
+    while notional > 0 and notional + trading_cost(notional, cost_rate) > budget:
+        notional -= CENT
+    # quantity x price <= notional, so the booked notional (rounded up) is too, and so is its cost.
+    return min(quantity, floor_shares(notional / price)) if notional > 0 else ZERO
 
 
 def _shares(quantity: float) -> Decimal:
@@ -1374,9 +1392,10 @@ def exact_trades(
     quantity on the 1e-6 grid (a lot the plan took whole: its exact quantity), never more than the lot or the
     fund still holds; a sell whose notional is under ``min_trade`` is dropped. A pair's buy (substitute,
     switch back) spends no more than its kept sells brought in, and is dropped with them. Then the buys, in
-    plan order, scaled down together if they need more than cash - reserve, and each cut further (or dropped)
-    so that cash after it and its cost stays >= ``reserve``: exactly, with the broker's cent rounding
-    (``buy_cash_effect``). If the sells leave cash under the reserve, nothing is bought.
+    plan order, scaled down together if they need more than cash - reserve, and each cut further to the
+    largest quantity that keeps cash after it and its cost >= ``reserve``: exactly, with the broker's cent
+    rounding (``buy_cash_effect``); a buy cut under ``min_trade`` is dropped. If the sells leave cash under
+    the reserve, nothing is bought.
     """
     if cash < 0 or reserve < 0:
         raise ValueError("Cash and the reserve must not be negative.")
@@ -1432,21 +1451,16 @@ def exact_trades(
             quantity = min(quantity, floor_shares(pair_proceeds[j] / (price * (1 + cost_rate))))
         wanted[j] = quantity
     budget = available - reserve
-    need = sum(
-        (q * prices[tickers[int(plan.trade_asset[j])]] * (1 + cost_rate) + _BUY_ROUNDING for j, q in wanted.items()),
-        ZERO,
-    )
+    need = sum((q * prices[tickers[int(plan.trade_asset[j])]] * (1 + cost_rate) for j, q in wanted.items()), ZERO)
     if need > budget:
         factor = budget / need if budget > 0 else ZERO
         wanted = {j: floor_shares(q * factor) for j, q in wanted.items()}
     for j, quantity in wanted.items():
         ticker = tickers[int(plan.trade_asset[j])]
         price = prices[ticker]
+        quantity = _fit_buy(quantity, price, cost_rate, available - reserve)
         gross, cost = buy_cash_effect(quantity, price, cost_rate)
-        if available - gross - cost < reserve:
-            quantity = floor_shares((available - reserve - _BUY_ROUNDING) / (price * (1 + cost_rate)))
-            gross, cost = buy_cash_effect(quantity, price, cost_rate)
-        if quantity <= 0 or gross < min_trade or available - gross - cost < reserve:
+        if quantity <= 0 or gross < min_trade:
             continue
         available -= gross + cost
         purpose = PURPOSES[int(plan.trade_purpose[j])]

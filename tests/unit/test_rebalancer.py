@@ -8,6 +8,7 @@ $100 unless a case says otherwise. Target: 60% us (buy VTI), 30% bonds (buy AGG)
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 
 import numpy as np
 import pytest
@@ -32,9 +33,11 @@ from portfolios.rebalancer import (
     TRIGGER_WITHDRAWAL,
     BookArrays,
     EnginePolicy,
+    LotPick,
     Plan,
     TargetArrays,
     UniverseArrays,
+    exact_trades,
     rebalance_plan,
 )
 from portfolios.rebalancer_reference import reference_plan
@@ -446,3 +449,62 @@ def test_never_buys_and_sells_the_same_fund_in_one_account() -> None:
     sold = {TICKERS[plan.trade_asset[j]] for j in plan.account_trades(0) if plan.trade_side[j] == SELL}
     assert bought and sold
     assert not bought & sold
+
+
+def exact(plan: Plan, the_book: BookArrays, row: int = 0, **overrides: object) -> list:  # type: ignore[type-arg]
+    lots = np.flatnonzero(the_book.lot_account == row)
+    lot_quantities = {int(the_book.lot_id[m]): Decimal(repr(float(the_book.lot_quantity[m]))) for m in lots}
+    holdings: dict[str, Decimal] = {}
+    for m in lots:
+        ticker = TICKERS[the_book.lot_asset[m]]
+        holdings[ticker] = holdings.get(ticker, Decimal(0)) + lot_quantities[int(the_book.lot_id[m])]
+    arguments: dict[str, object] = {
+        "tickers": TICKERS,
+        "lots": lot_quantities,
+        "holdings": holdings,
+        "cash": Decimal(repr(float(the_book.cash[row]))),
+        "prices": dict.fromkeys(TICKERS, Decimal("100")),
+        "cost_rate": Decimal("0.0005"),
+        "min_trade": Decimal("50"),
+        "reserve": Decimal(repr(float(the_book.withdrawal[row]))),
+    }
+    arguments.update(overrides)
+    return exact_trades(plan, row, **arguments)  # type: ignore[arg-type]
+
+
+def test_the_exact_harvest_sells_the_whole_lot_and_buys_with_what_it_brought_in() -> None:
+    the_book = book(Account([Lot(VTI, 100, basis=125.0, age=RECENT, lot_id=7), Lot(AGG, 50), Lot(GLD, 17)]))
+    plan = plan_for(the_book)
+
+    sell, buy = exact(plan, the_book)
+
+    # Then the lot is sold to its last share, booked as the broker books it, and the buy fits the proceeds
+    assert (sell.side, sell.ticker, sell.purpose, sell.quantity) == ("sell", "VTI", "harvest", Decimal("100"))
+    assert sell.lots == (LotPick(7, Decimal("100")),)
+    assert (sell.amount, sell.cost) == (Decimal("10000.00"), Decimal("5.00"))
+    assert (buy.side, buy.ticker, buy.purpose) == ("buy", "ITOT", "substitute")
+    # $9,995 in: 99.9 shares cost $9,990.00 + $5.00; 99.900049 (the float plan's) would book $9,995.01
+    assert buy.quantity == Decimal("99.900000")
+    assert buy.amount + buy.cost <= sell.amount - sell.cost
+    assert sell.cash_effect + buy.cash_effect >= 0
+
+
+def test_the_exact_pair_buy_goes_with_its_sell() -> None:
+    # Given the same harvest, booked with a minimum trade the sell does not reach
+    the_book = book(Account([Lot(VTI, 100, basis=125.0, age=RECENT), Lot(AGG, 50), Lot(GLD, 17)]))
+    plan = plan_for(the_book)
+
+    assert exact(plan, the_book, min_trade=Decimal("20000")) == []
+
+
+def test_the_exact_buys_keep_the_reserve() -> None:
+    # Given a deposit plan, booked while $1,500 of the $2,000 must stay for a withdrawal requested since
+    the_book = book(Account([Lot(VTI, 50), Lot(AGG, 20), Lot(GLD, 10)], cash=2000.0))
+    plan = plan_for(the_book)
+
+    trades = exact(plan, the_book, reserve=Decimal("1500"))
+
+    spent = sum((t.amount + t.cost for t in trades), Decimal(0))
+    assert [t.ticker for t in trades] == ["VTI", "AGG"]
+    assert Decimal("2000") - spent >= Decimal("1500")
+    assert Decimal("2000") - spent <= Decimal("1500") + Decimal("0.10")
