@@ -113,7 +113,19 @@ price), ``trade_purpose`` (index into ``PURPOSES``, the strings of ``portfolios.
 ``trade_link`` (a harvest or switch-back sell: the index of the buy it pays for, else -1), ``sale_start``.
 Lot sales, grouped by trade in the order they are taken: ``sale_trade``, ``sale_lot`` (index into the M lots),
 ``sale_lot_id``, ``sale_quantity``, ``sale_gain`` (dollars, negative: a loss), ``sale_long``. Positions (one per
-held fund): ``position_account``, ``position_asset``, ``position_value``, ``position_drift``.
+held fund): ``position_account``, ``position_asset``, ``position_value``, ``position_drift`` (nan where the
+account has no value or a fund has no price). Helpers: ``Plan.account_trades(row)``, ``Plan.trade_sales(j)``,
+``Plan.count_by_status()``, ``Plan.count_by_trigger()``; ``cents(x)`` turns a float dollar figure (a gain, a
+tax) into ``Decimal`` cents.
+
+The exact boundary
+------------------
+``exact_trades(plan, row, tickers=, lots={lot id: Decimal shares}, holdings={ticker: Decimal shares},
+cash=, prices={ticker: Decimal}, cost_rate=, min_trade=, reserve=)`` returns ``PlannedTrade`` records (a
+``portfolios.rebalance.ProposedTrade`` with ``purpose``, ``lots`` = ``LotPick(lot_id, quantity)`` and the plan's
+trade index), sells first. See its docstring for the guarantees; the pipeline calls it per trading account with
+the account's current Decimal state, so a lot or a cash balance that moved since the arrays were read is
+respected.
 """
 
 from __future__ import annotations
