@@ -941,11 +941,38 @@ class _Engine:
     ) -> tuple[FloatArray, FloatArray, BoolArray, FloatArray]:
         """Sell-to-rebalance (rule 8) for rows at once: (class sells, class buys, a class lacked a buy fund, drift)."""
         p = self.policy
-        cr, rk, mt = p.cost_rate, p.rebalance_to, p.min_trade
         ok = V2 > 0
         V2s = np.where(ok, V2, 1.0)[:, None]
         d2 = x / V2s - t
-        out = ok[:, None] & (np.abs(d2) > b) & (np.abs(d2) * V2s >= mt)
+        out = ok[:, None] & (np.abs(d2) > b) & (np.abs(d2) * V2s >= p.min_trade)
+        sell7 = np.zeros_like(x)
+        buy7 = np.zeros_like(x)
+        nobuy = np.zeros(len(x), dtype=np.bool_)
+        # Rows with no class out of band trade nothing here: the arithmetic runs on the others only.
+        rows = np.flatnonzero(out.any(axis=1))
+        if len(rows):
+            sell7[rows], buy7[rows], nobuy[rows] = self.rule7_rows(
+                x[rows], c2[rows], V2s[rows], t[rows], b[rows], buyable[rows], buy6[rows], sr[rows], sell6[rows],
+                d2[rows], out[rows],
+            )  # fmt: skip
+        return sell7, buy7, nobuy, d2
+
+    def rule7_rows(
+        self,
+        x: FloatArray,
+        c2: FloatArray,
+        V2s: FloatArray,
+        t: FloatArray,
+        b: FloatArray,
+        buyable: BoolArray,
+        buy6: FloatArray,
+        sr: FloatArray,
+        sell6: FloatArray,
+        d2: FloatArray,
+        out: BoolArray,
+    ) -> tuple[FloatArray, FloatArray, BoolArray]:
+        p = self.policy
+        cr, rk = p.cost_rate, p.rebalance_to
         hi = out & (d2 > 0) & (buy6 == 0)
         lo = out & (d2 < 0) & buyable & (sell6 == 0)
         nobuy = np.any(out & (d2 < 0) & ~buyable, axis=1)
@@ -973,7 +1000,7 @@ class _Engine:
         scaled = (SN > 0) & (SN * (1 + cr) > avail)
         scale = avail / np.where(scaled, SN * (1 + cr), 1.0)
         buy7 = np.where(scaled[:, None], need * scale[:, None], need)
-        return sell7, buy7, nobuy, d2
+        return sell7, buy7, nobuy
 
     def class_flows(
         self,
@@ -1003,6 +1030,7 @@ class _Engine:
         fcls = self.cls[self.lasset[fl]]
         fgroup = frow * K + fcls
         sv = _sums(fgroup, lot_value[fl], nF * K).reshape(nF, K)
+        self.mark("sellable lots of the flow accounts")
         t = self.tw[self.target[flows]]
         b = np.minimum(p.band_absolute, p.band_relative * t)
         cv = class_value[flows]
