@@ -607,6 +607,15 @@ class _Engine:
         self.owner_groups = len(owners) * self.G
         self.loss_sold = self.owner_flags(owners, _i(book.loss_sold))
         self.recent_buys = self.owner_flags(owners, _i(book.recent_buys))
+        # Per target and class: the buy fund and its substitute, and whether each is priced and allowed.
+        safe = np.maximum(self.buy_asset, 0)
+        every_target = np.arange(len(self.buy_asset))[:, None]
+        self.primary_ok = (
+            (self.buy_asset >= 0) & ~np.isnan(self.price[safe]) & self.allowed[every_target, safe]
+        )  # fmt: skip
+        self.second_fund = np.where(self.buy_asset >= 0, self.sub[safe], -1)
+        safe = np.maximum(self.second_fund, 0)
+        self.second_ok = (self.second_fund >= 0) & ~np.isnan(self.price[safe]) & self.allowed[every_target, safe]
         self.trades = _Trades()
         self.timings: dict[str, float] = {}
         self.clock = time.perf_counter()
@@ -631,25 +640,22 @@ class _Engine:
         return key
 
     def fund_select(self, rows: IntArray, blocked: BoolArray) -> IntArray:
-        """The buy fund of each class [len(rows), K] (rule 6), or -1."""
-        targets = self.target[rows][:, None]
-        primary = self.buy_asset[targets[:, 0]]
-        safe = np.maximum(primary, 0)
-        owner_key = self.owner_dense[rows][:, None] * self.G
-        ok_primary = (
-            (primary >= 0)
-            & ~np.isnan(self.price[safe])
-            & self.allowed[targets, safe]
-            & ~blocked[owner_key + self.grp[safe]]
-        )
-        second = np.where(primary >= 0, self.sub[safe], -1)
-        safe2 = np.maximum(second, 0)
-        ok_second = (
-            (second >= 0)
-            & ~np.isnan(self.price[safe2])
-            & self.allowed[targets, safe2]
-            & ~blocked[owner_key + self.grp[safe2]]
-        )
+        """The buy fund of each class [len(rows), K] (rule 6), or -1.
+
+        Price and target permission depend on the target only (precomputed per target); the wash-sale block
+        is looked up only for the rows whose owner has any blocked group."""
+        targets = self.target[rows]
+        primary = self.buy_asset[targets]
+        second = self.second_fund[targets]
+        ok_primary = self.primary_ok[targets]
+        ok_second = self.second_ok[targets]
+        owners = self.owner_dense[rows]
+        owner_blocked: BoolArray = np.any(blocked.reshape(-1, self.G), axis=1)
+        hit = np.flatnonzero(owner_blocked[owners])
+        if len(hit):
+            base = owners[hit][:, None] * self.G
+            ok_primary[hit] &= ~blocked[base + self.grp[np.maximum(primary[hit], 0)]]
+            ok_second[hit] &= ~blocked[base + self.grp[np.maximum(second[hit], 0)]]
         fund: IntArray = np.where(ok_primary, primary, np.where(ok_second, second, -1))
         return fund
 
@@ -791,7 +797,6 @@ class _Engine:
         harvested_class = np.zeros(N * K, dtype=np.bool_)
         harvested_class[hs_row[sell_ok] * K + self.cls[hs_asset[sell_ok]]] = True
         ks = np.flatnonzero(sell_ok)
-        first = self.trades.count
         sales = np.flatnonzero(lot_ok)
         remap = np.full(len(hs_start), -1)
         remap[ks] = np.arange(len(ks))
