@@ -283,7 +283,7 @@ class _Reference:
         policy, cr = self.policy, self.policy.cost_rate
         mt = policy.min_trade
         blocked = self.loss_sold | candidate_groups
-        # Harvest: whole lots whose substitute is not itself being harvested by this owner today.
+        # Rule 4, harvest: whole lots whose substitute is not itself being harvested by this owner today.
         harvest_lots: dict[int, list[int]] = {}
         for m in account.harvest_candidates:
             asset = self.lot_asset[m]
@@ -317,7 +317,7 @@ class _Reference:
                 sold_whole.update(sale.lot for sale in trade.sales)
             account.trades.append(buy)
             bought.add(substitute)
-        # Switch back from a substitute to the class's buy fund.
+        # Rule 5: switch back from a substitute to the class's buy fund.
         for asset in sorted(account.positions):
             k = self.asset_class[asset]
             primary = self.buy_asset[account.target][k]
@@ -389,6 +389,7 @@ class _Reference:
         Vp = V - w
         buy6 = [0.0] * K
         sell6 = [0.0] * K
+        # Rule 7: new cash fills the buyable classes' shortfalls, then follows the targets.
         if account.trigger & (TRIGGER_DRIFT | TRIGGER_CASH) and c - w > 0:
             spend = (c - w) / (1 + cr)
             if any(not buyable[k] and t[k] * Vp - cv[k] >= mt for k in range(K)):
@@ -401,8 +402,8 @@ class _Reference:
             else:
                 rem = spend - S
                 TB = _seqsum([t[k] if buyable[k] else 0.0 for k in range(K)])
-                spread = [short[k] + rem * (t[k] / TB) if buyable[k] else 0.0 for k in range(K)] if TB > 0 else []
-                buy6 = spread if TB > 0 else short
+                buy6 = [short[k] + rem * (t[k] / TB) if buyable[k] else 0.0 for k in range(K)] if TB > 0 else short
+        # Rule 7: a withdrawal sells the classes over their post-withdrawal target, in proportion.
         if w > c:
             G = ((w - c) + CASH_MARGIN) / (1 - cr)
             ep = [max(cv[k] - t[k] * Vp, 0.0) for k in range(K)]
@@ -420,6 +421,7 @@ class _Reference:
         x = [(cv[k] + buy6[k]) - sell6[k] for k in range(K)]
         V2 = _seqsum(x) + c2
         sr = [max(sv[k] - sell6[k], 0.0) for k in range(K)]
+        # Rule 8 on the state after the flows.
         sell7, buy7, nobuy, d2 = self.rule7(x, c2, V2, t, b, buyable, buy6, sell6, sr)
         if nobuy:
             account.trigger |= TRIGGER_NO_BUY_FUND
@@ -428,6 +430,7 @@ class _Reference:
         sold1, whole1 = self.walk(order, sell6, {m: self.lot_quantity[m] for m in order}, set(order))
         remaining = {m: self.lot_quantity[m] - sold1.get(m, 0.0) for m in order}
         sold2, whole2 = self.walk(order, sell7, remaining, set(order))
+        # Rule 9: too many short-term gains reduce the rule-8 sells, or defer them.
         if account.taxable and any(s > 0 for s in sell7):
             st_gain = 0.0
             for m in order:
