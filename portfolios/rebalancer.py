@@ -49,7 +49,9 @@ The rules (the reference implements them identically)
    1 = long-term gain lots (today >= long_from), 2 = short-term gain lots, each by highest basis, then oldest
    acquired, then lowest lot id; the engine alone moves a loss lot whose group the owner bought in the last 30
    days (``recent_buys``: the loss would be disallowed) to category 1. ``hifo``: highest basis, oldest, id.
-   ``fifo``: oldest, id. A class sell walks the lots of all its funds in this order.
+   ``fifo``: oldest, id. A class sell walks the lots of all its funds in this order, "highest basis" read as
+   the highest basis / price: within one fund exactly the broker's order, across funds the largest loss (or
+   smallest gain) per dollar sold first.
 4. *Harvest* (taxable accounts, first). Candidates: lots with price < basis, loss / basis >=
    harvest_loss_fraction and loss x quantity >= harvest_loss_minimum, whose fund has a substitute with a price,
    allowed by the target, in another wash group; neither the fund's group in the owner's ``loss_sold`` or
@@ -328,6 +330,10 @@ def validate_inputs(
             problems.append("prices must be positive (nan: no price)")
     if targets.weights.ndim != 2 or targets.weights.shape[1] != K or targets.buy_asset.shape != targets.weights.shape:
         problems.append("target weights and buy_asset must be [T, K]")
+    elif targets.weights.size and (
+        np.any(targets.weights < 0) or np.any(np.abs(targets.weights.sum(axis=1) - 1) > 1e-6)
+    ):
+        problems.append("target weights must be >= 0 and sum to 1")
     elif targets.allowed.shape != (targets.weights.shape[0], A):
         problems.append("target allowed must be [T, A]")
     elif targets.buy_asset.size and (
@@ -1208,7 +1214,9 @@ class _Engine:
         long = self.today >= _i(book.lot_long_from)[lots]
         category = np.where(loss & ~washed, 0, np.where(loss | long, 1, 2))
         category = np.where(method == TAX_MIN, category, 0)
-        basis_key = np.where(method == FIFO, 0.0, -basis)
+        # Highest basis first, as a share of the price: the same order as the basis within one fund (what the
+        # broker sells), and comparable across the funds of a class (the loss or gain per dollar sold).
+        basis_key = np.where(method == FIFO, 0.0, -(basis / self.price[assets]))
         group = (rows * self.K + self.cls[assets]) * 3 + category
         lot_id = _i(book.lot_id)[lots]
         acquired = _i(book.lot_acquired)[lots]

@@ -189,7 +189,7 @@ class _Reference:
         if account.method == FIFO:
             return (0, 0.0, self.lot_acquired[m], self.lot_id[m])
         if account.method == HIFO:
-            return (0, -basis, self.lot_acquired[m], self.lot_id[m])
+            return (0, -(basis / price), self.lot_acquired[m], self.lot_id[m])
         loss = price < basis
         if loss and self.key(account.owner, self.lot_asset[m]) not in self.recent_buys:
             category = 0
@@ -197,7 +197,7 @@ class _Reference:
             category = 1
         else:
             category = 2
-        return (category, -basis, self.lot_acquired[m], self.lot_id[m])
+        return (category, -(basis / price), self.lot_acquired[m], self.lot_id[m])
 
     # --- pass A: values, triggers, harvest candidates ---------------------------------------------------
 

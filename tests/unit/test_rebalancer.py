@@ -203,6 +203,25 @@ def test_hifo_sells_highest_basis_first_and_fifo_oldest_first() -> None:
     assert sales(fifo, 0) == [(2, 17.5)]  # the oldest lot
 
 
+def test_a_class_sell_takes_the_largest_loss_per_dollar_first_across_its_funds() -> None:
+    # Given US stocks 20 points over target in two funds, both at a loss: VTI ($100) 2% under its $102 basis,
+    # ITOT ($50, bought 20 days ago) 4% under its $52 basis; VTI's basis is the higher in dollars
+    account = Account(
+        [
+            Lot(VTI, 50, basis=102.0, age=RECENT, lot_id=1),
+            Lot(ITOT, 60, basis=52.0, age=20, lot_id=2),
+            Lot(AGG, 15, lot_id=3),
+            Lot(GLD, 5, lot_id=4),
+        ]
+    )
+
+    plan = plan_for(book(account), the_universe=universe([100.0, 50.0, 100.0, 100.0, 100.0]))
+
+    # Then the $1,750 comes from ITOT, the larger loss per dollar sold
+    assert trades(plan)[0] == ("sell", "ITOT", "rebalance", 35.0)
+    assert sales(plan, 0) == [(2, 35.0)]
+
+
 def test_a_deposit_rebalances_by_buying_before_any_sell() -> None:
     # Given $2,000 of new cash and US and bonds each 10 points under target
     account = Account([Lot(VTI, 50), Lot(AGG, 20), Lot(GLD, 10)], cash=2000.0)
@@ -427,6 +446,11 @@ def test_statuses_of_accounts_that_cannot_be_planned() -> None:
 
     assert plan.status.tolist() == [STATUS_EMPTY, STATUS_NO_TARGET, STATUS_NO_PRICE, STATUS_IN_BAND]
     assert len(plan.trade_account) == 0
+
+
+def test_targets_that_do_not_sum_to_one_are_refused() -> None:
+    with pytest.raises(ValueError, match="sum to 1"):
+        rebalance_plan(universe(), targets([0.6, 0.3, 0.2]), book(Account([Lot(VTI, 1)])), POLICY, TODAY)
 
 
 def test_unsorted_lots_are_refused() -> None:
