@@ -6,7 +6,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from compliance import api as compliance_api
 from compliance import views as compliance_views
 from portfolios import api as portfolios_api
+from portfolios import api_tax as portfolios_api_tax
 from portfolios import views as portfolios_views
+from portfolios import views_tax as portfolios_views_tax
 from profiling import api as profiling_api
 from profiling import api_behaviour as profiling_api_behaviour
 from profiling import views as profiling_views
@@ -33,6 +35,18 @@ api_patterns = [
     path("accounts/", portfolios_api.AccountListApi.as_view(), name="api-accounts"),
     path("accounts/<int:pk>/", portfolios_api.AccountDetailApi.as_view(), name="api-account"),
     path("accounts/<int:pk>/deposits/", portfolios_api.AccountDepositApi.as_view(), name="api-account-deposit"),
+    path("accounts/<int:pk>/lots/", portfolios_api_tax.AccountLotsApi.as_view(), name="api-account-lots"),
+    path(
+        "accounts/<int:pk>/realized-gains/",
+        portfolios_api_tax.AccountRealizedGainsApi.as_view(),
+        name="api-account-realized-gains",
+    ),
+    path("tax-summary/", portfolios_api_tax.TaxSummaryApi.as_view(), name="api-tax-summary"),
+    path(
+        "clients/<int:pk>/tax-summary/",
+        portfolios_api_tax.ClientTaxSummaryApi.as_view(),
+        name="api-client-tax-summary",
+    ),
     path(
         "accounts/<int:pk>/sell-everything-requests/",
         profiling_api_behaviour.SellEverythingRequestApi.as_view(),
@@ -83,7 +97,9 @@ urlpatterns = [
     path("advisor/clients/<int:pk>/", profiling_views.client, name="advisor-client"),
     path("advisor/clients/<int:pk>/override/", profiling_views.client_override, name="advisor-client-override"),
     path("advisor/clients/<int:pk>/review/", profiling_views.client_review, name="advisor-client-review"),
+    path("advisor/clients/<int:pk>/tax/", portfolios_views_tax.client_tax_summary, name="advisor-client-tax"),
     path("dashboard/", portfolios_views.dashboard, name="dashboard"),
+    path("tax/", portfolios_views_tax.tax_summary, name="tax-summary"),
     path("my-accounts/<int:pk>/deposit/", portfolios_views.deposit, name="deposit"),
     path("recommendations/<int:pk>/", portfolios_views.recommendation, name="recommendation"),
     path(
