@@ -172,9 +172,12 @@ def order_fill(*, order_id: int, market_date: date | None = None) -> Fill | None
             if fill_date is None:
                 raise InvalidStateError("No prices are stored; the broker cannot fill.")
             price = _fill_price(order.asset_id, order.asset.ticker, fill_date)
+            # A fill dated in the past (a replay) cannot sell shares bought after it.
             lots = list(
                 Lot.objects.select_for_update()
-                .filter(account_id=order.account_id, asset_id=order.asset_id, quantity__gt=0)
+                .filter(
+                    account_id=order.account_id, asset_id=order.asset_id, quantity__gt=0, acquired_on__lte=fill_date
+                )
                 .order_by("acquired_on", "id")
             )
             cash = cash_balances([order.account_id]).get(order.account_id, ZERO)
