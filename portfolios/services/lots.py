@@ -85,7 +85,6 @@ def lots_sell(
     for (lot_id, shares), part in zip(picks, realized, strict=True):
         lot = by_id[lot_id]
         lot.quantity -= shares
-        lot.save(update_fields=["quantity"])
         rows.append(
             RealizedGain(
                 account=account,
@@ -102,6 +101,7 @@ def lots_sell(
                 harvest=harvest,
             )
         )
+    Lot.objects.bulk_update([by_id[lot_id] for lot_id, _ in picks], ["quantity"])
     return RealizedGain.objects.bulk_create(rows)
 
 
@@ -111,17 +111,17 @@ def _window(day: date) -> tuple[date, date]:
 
 
 def _replacement_capacity(lots: list[Lot]) -> dict[int, Decimal]:
-    """Shares of each lot that may still replace washed shares: held now, and not already used as a replacement
-    (each share bought replaces at most one share sold)."""
+    """Shares of each lot that may still replace washed shares: the shares it holds, less those already used as
+    replacements (each share bought replaces at most one share sold). At lot granularity the used shares are taken
+    to be among those still held, so the capacity only ever falls."""
     used = dict(
         RealizedGain.objects.filter(replacement_lot__in=[lot.pk for lot in lots])
         .values("replacement_lot")
         .annotate(shares=Sum("quantity"))
         .values_list("replacement_lot", "shares")
     )
-    return {
-        lot.pk: max(ZERO, min(lot.quantity, lot.original_quantity - Decimal(used.get(lot.pk, ZERO)))) for lot in lots
-    }
+    # SQLite sums NUMERIC through floats: back to the broker's share step.
+    return {lot.pk: max(ZERO, lot.quantity - Decimal(used.get(lot.pk, ZERO)).quantize(tax.SHARE_STEP)) for lot in lots}
 
 
 @dataclass(frozen=True)

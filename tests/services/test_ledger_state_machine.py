@@ -27,8 +27,8 @@ Invariants after every step, per account:
 3. Disallowed losses are all accounted for: their sum equals the adjustments of taxable replacement lots plus
    the losses washed by IRA purchases; no lot replaces more shares than it was bought with.
 4. No silent wash sale: no loss realized in the taxable account is left unmatched while a lot of the same index
-   (another lot than the one sold, in either account) bought within 30 days of the sale still has shares held
-   and not yet used as a replacement.
+   (another lot than the one sold, in either account) bought within 30 days of the sale still holds more shares
+   than it has already replaced.
 
 Withdrawals are left out: their service (``portfolios/services/cashflows.py``) is written on another branch.
 """
@@ -264,7 +264,7 @@ class LedgerMachine(RuleBasedStateMachine):
             if g.account.account_type != AccountType.TAXABLE or g.gain >= 0 or g.replacement_lot_id:
                 continue
             for lot in lots:
-                capacity = min(lot.quantity, lot.original_quantity - used.get(lot.pk, ZERO))
+                capacity = lot.quantity - used.get(lot.pk, ZERO)
                 assert not (
                     lot.pk != g.lot_id
                     and lot.asset.tracks_index == g.asset.tracks_index

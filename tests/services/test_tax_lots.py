@@ -312,3 +312,43 @@ def test_a_replacement_lot_serves_several_sales_but_each_share_only_once(taxable
     voo.refresh_from_db()
     assert voo.wash_sale_adjustment == D("331.33") and voo.holding_start == BOUGHT
     assert AuditEvent.objects.filter(action="lot.wash_sale_adjusted", object_id=str(voo.pk)).count() == 2
+
+
+def test_a_replacement_lot_replaces_at_most_the_shares_it_still_holds(taxable, ira, carol) -> None:  # type: ignore[no-untyped-def]
+    # given: 5 IVV in each account; the IRA sells one of its shares
+    prices_set(BOUGHT, {"IVV": "100"})
+    trade(taxable, carol, BOUGHT, (BUY, "IVV", "5"))
+    ira_lot = lot_of(trade(ira, carol, BOUGHT, (BUY, "IVV", "5")))
+    prices_set(date(2026, 8, 4), {"IVV": "100"})
+    trade(ira, carol, date(2026, 8, 4), (SELL, "IVV", "1"))
+    # when: the taxable lot is sold at a loss of 50.48 (net 449.77 for a basis of 500.25)
+    prices_set(date(2026, 8, 10), {"IVV": "90"})
+    sale = trade(taxable, carol, date(2026, 8, 10), (SELL, "IVV", "5"))
+    # then: the IRA lot replaces the 4 shares it holds; the fifth stays a loss...
+    washed = [(g.quantity, g.gain, g.wash_sale_disallowed, g.replacement_lot_id) for g in gains_of_rows(sale)]
+    assert washed == [(D("1"), D("-10.10"), D("0"), None), (D("4"), D("-40.38"), D("40.38"), ira_lot.pk)]
+    # ...until another purchase within 30 days replaces it
+    prices_set(date(2026, 8, 20), {"IVV": "91"})
+    later = lot_of(trade(ira, carol, date(2026, 8, 20), (BUY, "IVV", "2")))
+    washed = [(g.quantity, g.wash_sale_disallowed, g.replacement_lot_id) for g in gains_of_rows(sale)]
+    assert washed == [(D("1"), D("10.10"), later.pk), (D("4"), D("40.38"), ira_lot.pk)]
+
+
+def gains_of_rows(rec) -> list[RealizedGain]:  # type: ignore[no-untyped-def]
+    return list(RealizedGain.objects.filter(fill__order__recommendation=rec).order_by("id"))
+
+
+def test_execution_settles_pending_withdrawals_when_the_cashflows_service_exists(taxable, carol, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # given: a stand-in for portfolios/services/cashflows.py (written on another branch)
+    import sys
+    import types
+
+    settled: list[int] = []
+    module = types.ModuleType("portfolios.services.cashflows")
+    module.withdrawals_settle = lambda *, account_id: settled.append(account_id)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "portfolios.services.cashflows", module)
+    prices_set(BOUGHT, {"SPY": "100"})
+    # when
+    trade(taxable, carol, BOUGHT, (BUY, "SPY", "1"))
+    # then
+    assert settled == [taxable.pk]
