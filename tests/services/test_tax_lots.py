@@ -352,3 +352,17 @@ def test_execution_settles_pending_withdrawals_when_the_cashflows_service_exists
     trade(taxable, carol, BOUGHT, (BUY, "SPY", "1"))
     # then
     assert settled == [taxable.pk]
+
+
+def test_a_fill_dated_before_a_purchase_cannot_sell_its_shares(taxable, carol) -> None:  # type: ignore[no-untyped-def]
+    from portfolios.models import OrderStatus
+
+    prices_set(date(2026, 8, 3), {"SPY": "100"})
+    prices_set(date(2026, 8, 10), {"SPY": "101"})
+    trade(taxable, carol, date(2026, 8, 10), (BUY, "SPY", "3"))
+    # when: a replay fills a sell at an earlier date
+    rec = trade(taxable, carol, date(2026, 8, 3), (SELL, "SPY", "3"))
+    # then
+    order = Order.objects.get(recommendation=rec)
+    assert (order.status, order.note) == (OrderStatus.CANCELLED, "reduced from 3.000000 to the 0 shares held")
+    assert not RealizedGain.objects.exists()
