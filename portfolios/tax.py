@@ -308,8 +308,8 @@ class WashMatch:
 def wash_matches(sales: Iterable[LossSale], purchases: Iterable[Purchase]) -> list[WashMatch]:
     """Match loss shares to replacement shares of the same group bought within 30 days before or after.
 
-    Sales are taken in date order (then key), and each takes the earliest purchases first (then key), as the
-    regulations order replacement shares. A sale is never replaced by the lot it sold. Each match washes
+    Sales are taken in date order (then key), and each takes the earliest purchases first (then key): replacement
+    shares in the order they were acquired. A sale is never replaced by the lot it sold. Each match washes
     ``min(loss shares still unmatched, replacement shares still unused)``, so no side is ever used twice.
     """
     distinct: dict[int, Purchase] = {}
