@@ -11,8 +11,10 @@ from portfolios import api as portfolios_api
 from portfolios import api_accounts as portfolios_api_accounts
 from portfolios import api_optimization as portfolios_api_optimization
 from portfolios import api_targets as portfolios_api_targets
+from portfolios import api_tax as portfolios_api_tax
 from portfolios import views as portfolios_views
 from portfolios import views_accounts as portfolios_views_accounts
+from portfolios import views_tax as portfolios_views_tax
 from profiling import api as profiling_api
 from profiling import api_behaviour as profiling_api_behaviour
 from profiling import views as profiling_views
@@ -64,6 +66,18 @@ api_patterns = [
         "withdrawals/<int:pk>/cancel/",
         portfolios_api_accounts.WithdrawalCancelApi.as_view(),
         name="api-withdrawal-cancel",
+    ),
+    path("accounts/<int:pk>/lots/", portfolios_api_tax.AccountLotsApi.as_view(), name="api-account-lots"),
+    path(
+        "accounts/<int:pk>/realized-gains/",
+        portfolios_api_tax.AccountRealizedGainsApi.as_view(),
+        name="api-account-realized-gains",
+    ),
+    path("tax-summary/", portfolios_api_tax.TaxSummaryApi.as_view(), name="api-tax-summary"),
+    path(
+        "clients/<int:pk>/tax-summary/",
+        portfolios_api_tax.ClientTaxSummaryApi.as_view(),
+        name="api-client-tax-summary",
     ),
     path(
         "accounts/<int:pk>/sell-everything-requests/",
@@ -137,7 +151,9 @@ urlpatterns = [
     path("advisor/clients/<int:pk>/", profiling_views.client, name="advisor-client"),
     path("advisor/clients/<int:pk>/override/", profiling_views.client_override, name="advisor-client-override"),
     path("advisor/clients/<int:pk>/review/", profiling_views.client_review, name="advisor-client-review"),
+    path("advisor/clients/<int:pk>/tax/", portfolios_views_tax.client_tax_summary, name="advisor-client-tax"),
     path("dashboard/", portfolios_views.dashboard, name="dashboard"),
+    path("tax/", portfolios_views_tax.tax_summary, name="tax-summary"),
     path("my-accounts/<int:pk>/deposit/", portfolios_views.deposit, name="deposit"),
     path("my-accounts/new/", portfolios_views_accounts.account_new, name="account-open"),
     path("my-accounts/<int:pk>/", portfolios_views_accounts.account_detail, name="account-detail"),

@@ -23,6 +23,18 @@ def accounts_for(user: User) -> QuerySet[Account]:
     return accounts.none()
 
 
+def clients_for(user: User) -> QuerySet[User]:
+    """The investors whose money a user may look at: advisors their assigned clients, admins every investor."""
+    investors = User.objects.filter(role=Role.INVESTOR)
+    if not user.is_authenticated or not user.is_active:
+        return investors.none()
+    if user.role == Role.ADVISOR:
+        return investors.filter(advisor=user)
+    if user.role == Role.ADMIN:
+        return investors
+    return investors.none()
+
+
 def recommendations_for(user: User) -> QuerySet[Recommendation]:
     return Recommendation.objects.filter(account__in=accounts_for(user)).select_related(
         "account", "account__owner", "model_portfolio"

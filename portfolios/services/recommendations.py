@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from advisor.errors import InvalidInputError, InvalidStateError, NotAllowedError
@@ -23,12 +25,23 @@ from ..models import (
     Lot,
     Order,
     OrderStatus,
+    Price,
+    RealizedGain,
     Recommendation,
     RecommendationStatus,
+    TradePurpose,
     TradeSide,
 )
 from ..rebalance import ZERO, buy_cash_effect, floor_shares, sell_cash_effect
-from ..selectors import cash_balances, market_date_latest, prices_as_of
+from ..selectors import cash_balances, market_date_latest
+from .lots import (
+    lots_sell,
+    planned_picks,
+    realized_payload,
+    wash_payload,
+    wash_sales_after_buy,
+    wash_sales_after_sale,
+)
 
 MAX_COMMENT = 2000
 
@@ -125,28 +138,46 @@ def recommendation_reject(*, recommendation_id: int, advisor: User, comment: str
     return recommendation
 
 
-def order_fill(*, order_id: int) -> Fill | None:
-    """Fill one order at the latest close, exactly once.
+def _fill_price(asset_id: int, ticker: str, fill_date: date) -> Decimal:
+    close = (
+        Price.objects.filter(asset_id=asset_id, date__lte=fill_date).order_by("-date").values_list("close", flat=True)
+    ).first()
+    if close is None:
+        raise InvalidStateError(f"No price of {ticker} on or before {fill_date}; the broker cannot fill.")
+    return close
 
-    The order row is locked and its status checked inside the transaction; the
-    one-to-one ``Fill.order`` is the database's guarantee if two workers race.
-    Returns ``None`` when the order was already filled.
+
+def order_fill(*, order_id: int, market_date: date | None = None) -> Fill | None:
+    """Fill one order at the close of ``market_date`` (default: the latest market date), exactly once.
+
+    The order row is locked and its status checked inside the transaction; the one-to-one ``Fill.order`` is the
+    database's guarantee if two workers race. Returns ``None`` when the order was already filled (or is
+    cancelled here because nothing is left to trade). A sell takes the lots the trade names, then the account's
+    lot method, and records one realized gain per lot; a buy opens a lot. Either may wash a loss (docs/tax.md).
     """
     cost_rate: Decimal = settings.ADVISOR["TRADING_COST_RATE"]
     try:
         with transaction.atomic():
-            order = Order.objects.select_for_update(of=("self",)).select_related("account", "asset").get(pk=order_id)
+            order = (
+                Order.objects.select_for_update(of=("self",))
+                .select_related("account", "asset", "trade")
+                .get(pk=order_id)
+            )
             if order.status != OrderStatus.NEW:
                 return None
-            # Serializes every cash and lot change of the account.
-            Account.objects.select_for_update().get(pk=order.account_id)
-            market_date = market_date_latest()
-            if market_date is None:
+            account = order.account
+            # Serializes every cash and lot change of the investor: the wash-sale rule spans all their accounts.
+            list(Account.objects.select_for_update().filter(owner_id=account.owner_id).order_by("id").values("id"))
+            fill_date = market_date or market_date_latest()
+            if fill_date is None:
                 raise InvalidStateError("No prices are stored; the broker cannot fill.")
-            price, _ = prices_as_of(market_date)[order.asset_id]
+            price = _fill_price(order.asset_id, order.asset.ticker, fill_date)
+            # A fill dated in the past (a replay) cannot sell shares bought after it.
             lots = list(
                 Lot.objects.select_for_update()
-                .filter(account_id=order.account_id, asset_id=order.asset_id, quantity__gt=0)
+                .filter(
+                    account_id=order.account_id, asset_id=order.asset_id, quantity__gt=0, acquired_on__lte=fill_date
+                )
                 .order_by("acquired_on", "id")
             )
             cash = cash_balances([order.account_id]).get(order.account_id, ZERO)
@@ -172,66 +203,78 @@ def order_fill(*, order_id: int) -> Fill | None:
                     actor=None,
                     action="order.cancelled",
                     obj=order,
-                    subject_id=order.account.owner_id,
+                    subject_id=account.owner_id,
                     payload={"reason": order.note},
                 )
                 return None
             fill = Fill.objects.create(
-                order=order, quantity=quantity, price=price, gross_amount=gross, cost=cost, market_date=market_date
+                order=order, quantity=quantity, price=price, gross_amount=gross, cost=cost, market_date=fill_date
             )
+            tax_payload: dict[str, object]
             if order.side == TradeSide.SELL:
-                remaining = quantity
-                for lot in lots:  # first in, first out
-                    take = min(lot.quantity, remaining)
-                    lot.quantity -= take
-                    remaining -= take
-                    lot.save(update_fields=["quantity"])
-                    if remaining == 0:
-                        break
-                movements = [
-                    CashMovement(account_id=order.account_id, kind=CashMovementKind.SELL, amount=gross, fill=fill)
-                ]
+                realized = lots_sell(
+                    account=account,
+                    asset=order.asset,
+                    lots=lots,
+                    fill=fill,
+                    quantity=quantity,
+                    net_proceeds=gross - cost,
+                    planned=planned_picks(order.trade.lots),
+                    harvest=order.trade.purpose == TradePurpose.HARVEST,
+                )
+                washes = wash_sales_after_sale(account=account, asset=order.asset, realized=realized)
+                rows = list(RealizedGain.objects.filter(fill=fill).order_by("id"))
+                tax_payload = {"lots_sold": realized_payload(rows), "wash_sales": wash_payload(washes)}
+                movements = [CashMovement(account=account, kind=CashMovementKind.SELL, amount=gross, fill=fill)]
             else:
-                Lot.objects.create(
-                    account_id=order.account_id,
-                    asset_id=order.asset_id,
+                lot = Lot.objects.create(
+                    account=account,
+                    asset=order.asset,
                     original_quantity=quantity,
                     quantity=quantity,
                     cost_per_share=((gross + cost) / quantity).quantize(Decimal("0.000001")),
-                    acquired_on=market_date,
+                    acquired_on=fill_date,
+                    holding_start=fill_date,
                     fill=fill,
                 )
-                movements = [
-                    CashMovement(account_id=order.account_id, kind=CashMovementKind.BUY, amount=-gross, fill=fill)
-                ]
+                washes = wash_sales_after_buy(lot=lot)
+                lot.refresh_from_db()
+                tax_payload = {
+                    "lot": lot.pk,
+                    "cost_per_share": lot.cost_per_share,
+                    "holding_start": lot.holding_start,
+                    "wash_sales": wash_payload(washes),
+                }
+                movements = [CashMovement(account=account, kind=CashMovementKind.BUY, amount=-gross, fill=fill)]
             if cost > 0:
-                movements.append(
-                    CashMovement(account_id=order.account_id, kind=CashMovementKind.FEE, amount=-cost, fill=fill)
-                )
+                movements.append(CashMovement(account=account, kind=CashMovementKind.FEE, amount=-cost, fill=fill))
+            movements = [m for m in movements if m.amount != 0]  # a sell of a few millionths of a share brings $0
             for movement in movements:
                 movement.description = f"{order.side} {quantity} {order.asset.ticker} @ {price}"
             CashMovement.objects.bulk_create(movements)
             order.status = OrderStatus.FILLED
             order.note = note
             order.save(update_fields=["status", "note"])
-            cash_after = cash_balances([order.account_id])[order.account_id]
+            cash_after = cash_balances([order.account_id]).get(order.account_id, ZERO)
             if cash_after < 0:
                 raise InvalidStateError(f"Order {order.pk} would leave cash at {cash_after}.")
             audit_record(
                 actor=None,
                 action="order.filled",
                 obj=order,
-                subject_id=order.account.owner_id,
+                subject_id=account.owner_id,
                 payload={
                     "idempotency_key": order.idempotency_key,
                     "side": order.side,
                     "ticker": order.asset.ticker,
                     "quantity": quantity,
                     "price": price,
+                    "market_date": fill_date,
                     "gross": gross,
                     "cost": cost,
                     "cash_after": cash_after,
                     "note": note,
+                    **tax_payload,
                 },
             )
             return fill
@@ -242,10 +285,23 @@ def order_fill(*, order_id: int) -> Fill | None:
         raise
 
 
-def recommendation_execute(*, recommendation_id: int) -> Recommendation:
-    """Fill every open order (sells first, so their cash funds the buys); safe to run twice."""
+def _withdrawals_settle(account_id: int) -> None:
+    """Pay the account's pending withdrawals now that its sells have filled."""
+    # Guard: portfolios/services/cashflows.py is written on another branch at the same time; the lead removes
+    # this try/except when both are merged.
+    try:
+        from .cashflows import withdrawals_settle  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return
+    withdrawals_settle(account_id=account_id)
+
+
+def recommendation_execute(*, recommendation_id: int, market_date: date | None = None) -> Recommendation:
+    """Fill every open order (sells first, so their cash funds the buys) at the close of ``market_date``
+    (default: the latest market date); safe to run twice."""
     recommendation = Recommendation.objects.get(pk=recommendation_id)
     if recommendation.status == RecommendationStatus.EXECUTED:
+        _withdrawals_settle(recommendation.account_id)
         return recommendation
     if recommendation.status != RecommendationStatus.APPROVED:
         raise InvalidStateError(f"Recommendation {recommendation_id} is {recommendation.status}, not approved.")
@@ -255,7 +311,7 @@ def recommendation_execute(*, recommendation_id: int) -> Recommendation:
         .values_list("id", flat=True)
     )
     for order_id in order_ids:
-        order_fill(order_id=order_id)
+        order_fill(order_id=order_id, market_date=market_date)
     with transaction.atomic():
         claimed = Recommendation.objects.filter(pk=recommendation_id, status=RecommendationStatus.APPROVED).update(
             status=RecommendationStatus.EXECUTED, executed_at=timezone.now()
@@ -263,6 +319,9 @@ def recommendation_execute(*, recommendation_id: int) -> Recommendation:
         if claimed:
             recommendation.refresh_from_db()
             fills = Fill.objects.filter(order__recommendation_id=recommendation_id)
+            realized = RealizedGain.objects.filter(fill__order__recommendation_id=recommendation_id).aggregate(
+                gain=Sum("gain"), disallowed=Sum("wash_sale_disallowed")
+            )
             audit_record(
                 actor=None,
                 action="recommendation.executed",
@@ -273,7 +332,11 @@ def recommendation_execute(*, recommendation_id: int) -> Recommendation:
                     "cancelled": Order.objects.filter(
                         recommendation_id=recommendation_id, status=OrderStatus.CANCELLED
                     ).count(),
+                    "market_date": market_date,
+                    "realized_gain": realized["gain"] or ZERO,
+                    "wash_sale_disallowed": realized["disallowed"] or ZERO,
                 },
             )
+    _withdrawals_settle(recommendation.account_id)
     recommendation.refresh_from_db()
     return recommendation
