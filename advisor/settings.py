@@ -261,6 +261,8 @@ ADVISOR = {
     "MAX_ASSET_WEIGHT": env.float("ADVISOR_MAX_ASSET_WEIGHT", default=0.35),
     # Compliance: no single fund above this share of an account after a recommendation's trades.
     "MAX_POSITION_WEIGHT": _decimal("ADVISOR_MAX_POSITION_WEIGHT", default="0.40"),
+    # The nightly pipeline fans out over chunks of about this many accounts (never splitting an investor).
+    "PIPELINE_CHUNK_SIZE": env.int("ADVISOR_PIPELINE_CHUNK_SIZE", default=2000),
 }
 
 # --- Security (production) ----------------------------------------------------------------

@@ -35,6 +35,9 @@ class Proposal:
     trades: Sequence[TradeLine]
     target_volatility: float
     restricted: frozenset[str] = frozenset()  # tickers on the compliance restricted list
+    # Funds the investor may not buy today: sold at a loss in the last 30 days (or by this proposal), or
+    # substantially identical to one that was, in any of the investor's accounts (the wash-sale rule).
+    wash_sale_blocked: frozenset[str] = frozenset()
 
     def holdings_after(self) -> dict[str, Decimal]:
         after = dict(self.holdings_before)
@@ -182,6 +185,27 @@ class RestrictedList(Rule):
         return self._pass("No buy of a restricted fund.")
 
 
+class WashSaleRule(Rule):
+    code = "wash_sale"
+    severity = BLOCK
+    description = (
+        "No buy of a fund sold at a loss in the last 30 days, or substantially identical to one, in any of the "
+        "investor's accounts: it would disallow the loss (the wash-sale rule)."
+    )
+
+    def check(self, proposal: Proposal) -> RuleResult:
+        bought = sorted(
+            {t.ticker for t in proposal.trades if t.side == "buy" and t.ticker in proposal.wash_sale_blocked}
+        )
+        if bought:
+            return self._fail(
+                f"Buys that would wash a recent loss: {', '.join(bought)}.",
+                tickers=bought,
+                blocked=sorted(proposal.wash_sale_blocked),
+            )
+        return self._pass("No buy of a fund in a wash-sale window.", blocked=sorted(proposal.wash_sale_blocked))
+
+
 def default_rules(*, min_trade: Decimal = Decimal("50"), max_position_weight: Decimal = Decimal("0.40")) -> list[Rule]:
     return [
         NoShortSaleOrNegativeCash(),
@@ -189,6 +213,7 @@ def default_rules(*, min_trade: Decimal = Decimal("50"), max_position_weight: De
         VolatilityWithinBand(),
         MinimumTradeSize(min_trade),
         RestrictedList(),
+        WashSaleRule(),
     ]
 
 

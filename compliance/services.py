@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -13,7 +15,7 @@ from advisor.errors import InvalidInputError, InvalidStateError, NotAllowedError
 from advisor.models import Role
 from portfolios.universe import ASSETS
 
-from .audit import audit_record
+from .audit import PendingEvent, audit_record, audit_record_many
 from .models import Finding, RestrictedAsset, Severity
 from .rules import Proposal, RuleResult, default_rules, run_rules
 
@@ -51,6 +53,59 @@ def recommendation_check(*, recommendation_id: int, subject_id: int, proposal: P
             },
         )
     return findings
+
+
+@dataclass(frozen=True)
+class CheckItem:
+    recommendation_id: int
+    subject_id: int
+    proposal: Proposal
+
+
+def recommendations_check_many(
+    items: Sequence[CheckItem], *, min_trade: Decimal, restricted: frozenset[str] | None = None
+) -> dict[int, list[RuleResult]]:
+    """``recommendation_check`` for many recommendations at once (the pipeline's chunks): the same rules and the
+    same findings and audit events, written with two bulk inserts in the caller's transaction."""
+    if not items:
+        return {}
+    rules = default_rules(min_trade=min_trade, max_position_weight=settings.ADVISOR["MAX_POSITION_WEIGHT"])
+    listed = restricted_tickers() if restricted is None else restricted
+    results = {item.recommendation_id: run_rules(replace(item.proposal, restricted=listed), rules) for item in items}
+    with transaction.atomic():
+        Finding.objects.bulk_create(
+            [
+                Finding(
+                    recommendation_id=item.recommendation_id,
+                    rule_code=r.rule_code,
+                    severity=r.severity,
+                    message=r.message,
+                    details=r.details,
+                )
+                for item in items
+                for r in results[item.recommendation_id]
+            ],
+            batch_size=5000,
+        )
+        audit_record_many(
+            [
+                PendingEvent(
+                    action="recommendation.checked",
+                    object_type="portfolios.recommendation",
+                    object_id=item.recommendation_id,
+                    subject_id=item.subject_id,
+                    payload={
+                        "findings": [
+                            {"rule": r.rule_code, "severity": r.severity, "message": r.message}
+                            for r in results[item.recommendation_id]
+                        ],
+                        "blocked": any(r.severity == Severity.BLOCK for r in results[item.recommendation_id]),
+                    },
+                )
+                for item in items
+            ]
+        )
+    return results
 
 
 def has_blocking(findings: list[Finding]) -> bool:

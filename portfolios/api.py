@@ -216,13 +216,18 @@ class PipelineRunSerializer(serializers.ModelSerializer):
         model = PipelineRun
         fields = [
             "id",
+            "book",
             "market_date",
             "status",
+            "stage",
+            "chunks_total",
+            "chunks_finished",
             "started_at",
             "finished_at",
             "optimization_run",
             "counts",
             "timings",
+            "notes",
             "error",
         ]
 
@@ -230,4 +235,4 @@ class PipelineRunSerializer(serializers.ModelSerializer):
 class PipelineRunListApi(generics.ListAPIView):
     permission_classes = [IsAdminRole]
     serializer_class = PipelineRunSerializer
-    queryset = PipelineRun.objects.order_by("-market_date")
+    queryset = PipelineRun.objects.order_by("-market_date", "book")

@@ -437,6 +437,11 @@ class PipelineRun(models.Model):
     # that brings `chunks_finished` to `chunks_total` (a conditional update) runs the finishing stage.
     chunks_total = models.PositiveIntegerField(default=0)
     chunks_finished = models.PositiveIntegerField(default=0)
+    # Where the run is: prepare (validate, deposits, optimize, chunking), accounts (chunks on the workers),
+    # finished. A run "running" in `accounts` may be resumed: its pending chunks are dispatched again.
+    stage = models.CharField(max_length=16, default="prepare")
+    # What the price validation found (stale or jumping prices, funds held without a price), in plain words.
+    notes = models.JSONField(default=list)
 
     class Meta:
         ordering = ["-market_date", "book"]
@@ -455,7 +460,7 @@ class ChunkStatus(models.TextChoices):
 
 
 class PipelineChunk(models.Model):
-    """The accounts of one pipeline run whose ids lie in ``[first_account_id, last_account_id]``.
+    """The accounts of one pipeline run (of its book) whose owners' ids lie in ``[first_owner_id, last_owner_id]``.
 
     A chunk holds whole investors (the wash-sale rule spans an investor's accounts). It is processed in one
     transaction that also marks it succeeded; a worker killed half-way leaves it pending, and the redelivered
@@ -464,8 +469,8 @@ class PipelineChunk(models.Model):
 
     run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="chunks")
     index = models.PositiveIntegerField()
-    first_account_id = models.BigIntegerField()
-    last_account_id = models.BigIntegerField()
+    first_owner_id = models.BigIntegerField()
+    last_owner_id = models.BigIntegerField()
     account_count = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=16, choices=ChunkStatus.choices, default=ChunkStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0)

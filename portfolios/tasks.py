@@ -8,7 +8,8 @@ from typing import Any
 from celery import shared_task
 from django.db import OperationalError
 
-from .services.pipeline import PipelineBusyError, pipeline_run
+from .models import LIVE_BOOK
+from .services.pipeline import PipelineBusyError, pipeline_chunk_fail, pipeline_run
 from .services.recommendations import recommendation_execute
 
 # Only a lost database connection is worth retrying; anything else is recorded and surfaced.
@@ -20,15 +21,37 @@ RETRY: dict[str, Any] = {
     "retry_jitter": True,
     "max_retries": 5,
 }
+CHUNK_MAX_RETRIES = 5
 
 
 @shared_task(name="portfolios.tasks.nightly_pipeline", **RETRY)
-def nightly_pipeline(market_date: str | None = None) -> dict[str, object]:
+def nightly_pipeline(market_date: str | None = None, book: str = LIVE_BOOK) -> dict[str, object]:
+    """Beat's entry point: prepare the run here, fan its chunks out to the workers."""
     try:
-        run = pipeline_run(market_date=date.fromisoformat(market_date) if market_date else None)
+        run = pipeline_run(
+            market_date=date.fromisoformat(market_date) if market_date else None, book=book, dispatch="celery"
+        )
     except PipelineBusyError as exc:
         return {"skipped": str(exc)}
-    return {"pipeline_run": run.pk, "status": run.status, "counts": run.counts}
+    return {"pipeline_run": run.pk, "status": run.status, "chunks": run.chunks_total}
+
+
+@shared_task(name="portfolios.tasks.pipeline_chunk", bind=True, acks_late=True, max_retries=CHUNK_MAX_RETRIES)
+def pipeline_chunk(self: Any, chunk_id: int) -> dict[str, object]:
+    """One chunk of a pipeline run. A lost connection is retried with backoff; after the last retry, or on any
+    other error, the chunk is recorded as failed (with the error) and counted, never silently skipped."""
+    from .services.pipeline_chunk import pipeline_chunk_process
+
+    try:
+        chunk = pipeline_chunk_process(chunk_id=chunk_id)
+    except OperationalError as exc:
+        if self.request.retries < CHUNK_MAX_RETRIES:
+            raise self.retry(exc=exc, countdown=min(300, 5 * 2**self.request.retries)) from exc
+        chunk = pipeline_chunk_fail(chunk_id=chunk_id, error=f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # a permanent failure: recorded on the chunk (and counted), then re-raised
+        pipeline_chunk_fail(chunk_id=chunk_id, error=f"{type(exc).__name__}: {exc}")
+        raise
+    return {"chunk": chunk.pk, "status": chunk.status, "counts": chunk.counts}
 
 
 @shared_task(name="portfolios.tasks.execute_recommendation", **RETRY)

@@ -287,12 +287,8 @@ def order_fill(*, order_id: int, market_date: date | None = None) -> Fill | None
 
 def _withdrawals_settle(account_id: int) -> None:
     """Pay the account's pending withdrawals now that its sells have filled."""
-    # Guard: portfolios/services/cashflows.py is written on another branch at the same time; the lead removes
-    # this try/except when both are merged.
-    try:
-        from .cashflows import withdrawals_settle  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return
+    from .cashflows import withdrawals_settle  # cashflows locks accounts as the broker does: imported late
+
     withdrawals_settle(account_id=account_id)
 
 

@@ -149,7 +149,7 @@ def test_a_restricted_fund_gets_no_target_weight_and_is_not_bought(funded_alice,
     assert bought and "VTI" not in bought
     finding = rec.findings.get(rule_code="restricted_list")
     assert finding.severity == PASS
-    assert rec.findings.count() == 5
+    assert rec.findings.count() == 6
 
 
 # Page and API -------------------------------------------------------------------------------------

@@ -96,7 +96,7 @@ def test_full_loop_from_sign_up_to_a_filled_order(worker, carol, erin) -> None: 
     )
     rec = Recommendation.objects.get(account=account)
     assert rec.status == RecommendationStatus.PENDING and rec.pipeline_run == run
-    assert rec.findings.count() == 5 and not rec.findings.filter(severity="block").exists()
+    assert rec.findings.count() == 6 and not rec.findings.filter(severity="block").exists()
 
     # Carol approves; the worker fills the orders.
     advisor.force_login(carol)

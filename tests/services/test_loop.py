@@ -56,7 +56,13 @@ def test_pipeline_builds_model_portfolios_and_proposes_investing_new_cash(funded
     run = pipeline_run()
     # then
     assert run.status == RunStatus.SUCCEEDED and run.market_date == market_date_latest()
-    assert run.counts == {"accounts_seen": 1, "recommendations_invest_cash": 1, "failures": 0}
+    assert run.counts == {
+        "accounts_seen": 1,
+        "chunks": 1,
+        "recommendations": 1,
+        "recommendations_invest_cash": 1,
+        "failures": 0,
+    }
     optimization = OptimizationRun.objects.get()
     assert optimization.status == RunStatus.SUCCEEDED and len(optimization.data_hash) == 64
     assert ModelPortfolio.objects.filter(run=optimization).count() == 10
@@ -74,6 +80,7 @@ def test_pipeline_builds_model_portfolios_and_proposes_investing_new_cash(funded
         "target_volatility_band": "pass",
         "minimum_trade_size": "pass",
         "restricted_list": "pass",
+        "wash_sale": "pass",
     }
     actions = list(AuditEvent.objects.values_list("action", flat=True))
     assert actions[-5:] == [

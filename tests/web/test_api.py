@@ -94,7 +94,7 @@ def test_decisions_through_the_api(client, funded_alice, carol) -> None:  # type
     rejected = client.post(f"/api/recommendations/{rec.pk}/reject/", {"comment": ""}, content_type="application/json")
     assert rejected.status_code == 400 and rejected.json()["comment"] == ["Say why the recommendation is rejected."]
     detail = client.get(f"/api/recommendations/{rec.pk}/").json()
-    assert detail["status"] == "pending" and len(detail["findings"]) == 5 and detail["trades"]
+    assert detail["status"] == "pending" and len(detail["findings"]) == 6 and detail["trades"]
     ok = client.post(
         f"/api/recommendations/{rec.pk}/reject/", {"comment": "Wait a month"}, content_type="application/json"
     )
