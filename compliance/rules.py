@@ -38,6 +38,9 @@ class Proposal:
     # Funds the investor may not buy today: sold at a loss in the last 30 days (or by this proposal), or
     # substantially identical to one that was, in any of the investor's accounts (the wash-sale rule).
     wash_sale_blocked: frozenset[str] = frozenset()
+    # The investor's own constraints that shape the target (ESG exclusions, account type...), in plain words:
+    # a target below its level's band because of them is the investor's choice, not a model failure.
+    investor_constraints: tuple[str, ...] = ()
 
     def holdings_after(self) -> dict[str, Decimal]:
         after = dict(self.holdings_before)
@@ -138,7 +141,10 @@ VOLATILITY_BANDS: dict[int, tuple[float, float]] = {
 class VolatilityWithinBand(Rule):
     code = "target_volatility_band"
     severity = BLOCK
-    description = "The target portfolio's expected volatility lies in the band for the investor's risk level."
+    description = (
+        "The target portfolio's expected volatility lies in the band for the investor's risk level (below the floor "
+        "only as a warning, when the investor's own constraints keep it there)."
+    )
     bands: Mapping[int, tuple[float, float]] = field(default_factory=lambda: dict(VOLATILITY_BANDS))
 
     def check(self, proposal: Proposal) -> RuleResult:
@@ -147,6 +153,16 @@ class VolatilityWithinBand(Rule):
         low, high = self.bands[proposal.risk_level]
         vol = proposal.target_volatility
         details = {"volatility": round(vol, 6), "band_min": low, "band_max": high, "risk_level": proposal.risk_level}
+        if vol < low and proposal.investor_constraints:
+            # Less risk than the level asks for, because of the investor's own choices: suitable, but the advisor
+            # should make sure the investor knows what those choices cost (the explanation says it).
+            return RuleResult(
+                self.code,
+                WARN,
+                f"Target volatility {vol:.2%} is below the {low:.1%} floor for risk level {proposal.risk_level} "
+                f"because of the investor's constraints ({'; '.join(proposal.investor_constraints)}).",
+                {**details, "investor_constraints": list(proposal.investor_constraints)},
+            )
         if not low <= vol <= high:
             return self._fail(
                 f"Target volatility {vol:.2%} is outside {low:.1%}-{high:.1%} for risk level {proposal.risk_level}.",

@@ -47,6 +47,32 @@ def _listed(items: Sequence[str]) -> str:
     return ", ".join(items[:-1]) + " and " + items[-1]
 
 
+MAX_DRIFT_SENTENCES = 3
+
+
+def _drift_sentences(drifts: Sequence[Mapping[str, Any]], *, cash_flow: bool) -> list[str]:
+    """The asset classes beyond their bands, furthest first: three in full, the rest counted. With new cash to
+    invest every class is below target, so only the count is said."""
+    if not drifts:
+        return []
+    ordered = sorted(drifts, key=lambda t: abs(Decimal(t["drift"])), reverse=True)
+    if cash_flow:
+        return [f"{len(ordered)} asset classes are beyond their bands; the cash brings them back towards target."]
+    sentences = []
+    for t in ordered[:MAX_DRIFT_SENTENCES]:
+        current, target, band = Decimal(t["current"]), Decimal(t["target"]), Decimal(t["band"])
+        sentences.append(
+            f"{t['name']} are {current:.1%} of your account against a target of {target:.1%}, "
+            f"beyond the {band * 100:.1f}-point band."
+        )
+    if len(ordered) > MAX_DRIFT_SENTENCES:
+        more = len(ordered) - MAX_DRIFT_SENTENCES
+        sentences.append(
+            f"{more} more asset class{'es are' if more > 1 else ' is'} beyond {'their' if more > 1 else 'its'} band."
+        )
+    return sentences
+
+
 def recommendation_explanation(
     *,
     level: int,
@@ -62,6 +88,7 @@ def recommendation_explanation(
     asset classes beyond their bands, losses to harvest, a switch back), the trades, their tax effect and cost,
     and the investor's constraints that shape the target with what each costs."""
     lines: list[str] = []
+    drifts: list[Mapping[str, Any]] = []
     for t in triggers:
         kind = t["type"]
         if kind == "withdrawal":
@@ -76,11 +103,7 @@ def recommendation_explanation(
                 "account); we invest it in the asset classes furthest below their targets."
             )
         elif kind == "drift":
-            current, target, band = Decimal(t["current"]), Decimal(t["target"]), Decimal(t["band"])
-            lines.append(
-                f"{t['name']} are {current:.1%} of your account against a target of {target:.1%}, "
-                f"beyond the {band * 100:.1f}-point band."
-            )
+            drifts.append(t)
         elif kind == "harvest":
             by_ticker: dict[str, Decimal] = {}
             for lot in t["lots"]:
@@ -106,6 +129,7 @@ def recommendation_explanation(
                 "One asset class cannot be bought today without breaking the wash-sale rule; its cash waits for a "
                 "later day."
             )
+    lines.extend(_drift_sentences(drifts, cash_flow=any(t["type"] == "cash" for t in triggers)))
     sells = [t for t in trades if t.side == "sell"]
     buys = [t for t in trades if t.side == "buy"]
     if sells:

@@ -33,7 +33,7 @@ from compliance.rules import Proposal, TradeLine
 from compliance.services import CheckItem, recommendations_check_many, restricted_tickers
 
 from .. import rebalancer as engine
-from ..explain import recommendation_explanation
+from ..explain import binding_sentence, recommendation_explanation
 from ..models import (
     TAX_ADVANTAGED_ACCOUNT_TYPES,
     Account,
@@ -836,6 +836,9 @@ def _write(data: _Chunk, proposals: list[_Proposal], *, policy_version: int, min
                     trades=[TradeLine(t.ticker, t.side, t.quantity, t.price, t.cash_effect) for t in p.trades],
                     target_volatility=float(p.account.target.volatility) if p.account.target else 0.0,
                     wash_sale_blocked=p.wash_blocked,
+                    investor_constraints=tuple(
+                        binding_sentence(b) for b in (p.account.target.binding if p.account.target else [])
+                    ),
                 ),
             )
             for rec, p in zip(recommendations, proposals, strict=True)

@@ -79,6 +79,21 @@ def test_volatility_outside_the_level_band_is_blocked() -> None:
     assert VolatilityWithinBand().check(proposal(risk_level=6, target_volatility=0.10)).severity == PASS
 
 
+def test_below_the_band_because_of_the_investors_constraints_is_a_warning_and_above_it_still_blocks() -> None:
+    # given: an investor whose ESG exclusions remove the equity funds
+    constrained = {"investor_constraints": ("Your exclusion of tobacco removes IJR, VEA, VTI and VWO",)}
+    # when / then: less risk than level 6 asks for is the investor's choice, more is never allowed
+    low = VolatilityWithinBand().check(proposal(risk_level=6, target_volatility=0.044, **constrained))
+    assert low.severity == WARN
+    assert low.message == (
+        "Target volatility 4.40% is below the 5.0% floor for risk level 6 because of the investor's constraints "
+        "(Your exclusion of tobacco removes IJR, VEA, VTI and VWO)."
+    )
+    assert low.details["investor_constraints"] == list(constrained["investor_constraints"])
+    high = VolatilityWithinBand().check(proposal(risk_level=1, target_volatility=0.15, **constrained))
+    assert high.severity == BLOCK
+
+
 def test_volatility_bands_cover_every_level_and_rise_with_it() -> None:
     assert sorted(VOLATILITY_BANDS) == list(range(1, 11))
     lows = [VOLATILITY_BANDS[level][0] for level in range(1, 11)]

@@ -96,7 +96,9 @@ class Command(BaseCommand):
             if not investor.preferences.exists():
                 preferences_update(
                     investor=investor,
-                    data={"esg_exclusions": ["tobacco"], "account_types": ["taxable"], "marginal_tax_rate": "0.24",
+                    # No ESG screen: every broad equity fund of the shipped universe holds tobacco, weapons and
+                    # energy issuers, so a screen would leave the demo's level-6 investor without stocks.
+                    data={"esg_exclusions": [], "account_types": ["taxable"], "marginal_tax_rate": "0.24",
                           "liquidity_need": "low"},
                 )  # fmt: skip
             personas = list(PEER_PERSONAS)
