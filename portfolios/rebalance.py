@@ -197,3 +197,10 @@ def generate_trades(
         trades.append(ProposedTrade(ticker, "buy", quantity, price, gross, cost))
         available -= gross + cost
     return trades
+
+
+def selling_cost(quantity: Decimal, price: Decimal, cost_rate: Decimal) -> Decimal:
+    """What selling ``quantity`` at ``price`` would cost against its value floored to the cent: the trading cost,
+    plus the sub-cent rounding. A withdrawal may ask for at most the value less these (what selling raises)."""
+    gross, cost = sell_cash_effect(quantity, price, cost_rate)
+    return floor_cents(quantity * price) - gross + cost

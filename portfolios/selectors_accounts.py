@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_FLOOR, Decimal
 
+from django.conf import settings
 from django.db.models import Count, F, QuerySet, Sum, Window
 
 from .models import Account, CashMovement, RecurringDeposit, WithdrawalRequest, WithdrawalStatus
+from .rebalance import selling_cost
 from .selectors import cash_balances, holdings, market_date_latest, prices_as_of
 
 CENT = Decimal("0.01")
@@ -26,6 +28,7 @@ class AccountSummary:
     cash: Decimal
     invested: Decimal
     pending_withdrawal: Decimal
+    selling_costs: Decimal = ZERO  # what selling every position would cost at the latest closes
     pending_withdrawals: list[WithdrawalRequest] = field(default_factory=list)
     schedules: list[RecurringDeposit] = field(default_factory=list)
 
@@ -35,8 +38,9 @@ class AccountSummary:
 
     @property
     def withdrawable(self) -> Decimal:
-        """What a new withdrawal may ask for (``withdrawal_request``'s limit): the value less pending requests."""
-        return max(self.value - self.pending_withdrawal, ZERO)
+        """What a new withdrawal may ask for (``withdrawal_request``'s limit): the value less what selling would
+        cost and less pending requests."""
+        return max(self.value - self.selling_costs - self.pending_withdrawal, ZERO)
 
     @property
     def next_deposit(self) -> RecurringDeposit | None:
@@ -60,21 +64,18 @@ def account_summaries(accounts: Sequence[Account]) -> list[AccountSummary]:
     for schedule in RecurringDeposit.objects.filter(account_id__in=ids, active=True).order_by("next_date", "pk"):
         schedules[schedule.account_id].append(schedule)
     rows = []
+    cost_rate: Decimal = settings.ADVISOR["TRADING_COST_RATE"]
     for account in accounts:
-        invested = sum(
-            (
-                (quantity * prices[asset_id][0]).quantize(CENT, rounding=ROUND_FLOOR)
-                for asset_id, quantity in held.get(account.pk, {}).items()
-                if asset_id in prices
-            ),
-            ZERO,
-        )
+        positions = [(q, prices[a][0]) for a, q in held.get(account.pk, {}).items() if a in prices]
+        invested = sum(((q * p).quantize(CENT, rounding=ROUND_FLOOR) for q, p in positions), ZERO)
+        costs = sum((selling_cost(q, p, cost_rate) for q, p in positions), ZERO)
         rows.append(
             AccountSummary(
                 account=account,
                 market_date=market_date,
                 cash=cash.get(account.pk, ZERO),
                 invested=invested,
+                selling_costs=costs,
                 pending_withdrawal=sum((w.amount for w in pending[account.pk]), ZERO),
                 pending_withdrawals=pending[account.pk],
                 schedules=schedules[account.pk],

@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_FLOOR, Decimal
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
 from advisor.errors import InvalidInputError, InvalidStateError, NotAllowedError
 from advisor.models import User
-from compliance.audit import audit_record
+from compliance.audit import PendingEvent, audit_record, audit_record_many
 
 from ..models import (
     LIVE_BOOK,
@@ -34,10 +35,13 @@ from ..models import (
     CashMovement,
     CashMovementKind,
     DepositFrequency,
+    Lot,
+    Recommendation,
     RecurringDeposit,
     WithdrawalRequest,
     WithdrawalStatus,
 )
+from ..rebalance import selling_cost
 from ..schedules import due_dates_through
 from ..selectors import cash_balances, holdings, market_date_latest, prices_as_of
 from .accounts import MAX_DEPOSIT, account_lock, parse_amount
@@ -216,20 +220,24 @@ def _recurring_deposits_batch(*, market_date: date, book: str, after_id: int) ->
             recurring_deposit_id__in={d.schedule_id for d in new}, due_on__in={d.due_on for d in new}
         ).values_list("recurring_deposit_id", "due_on", "pk")
         created = {(schedule_id, due_on): pk for schedule_id, due_on, pk in rows}
-        for d in new:
-            audit_record(
-                actor=None,
-                action="account.recurring_deposit",
-                object_type="portfolios.account",
-                object_id=d.account_id,
-                subject_id=d.owner_id,
-                payload={
-                    "amount": d.amount,
-                    "cash_movement_id": created[(d.schedule_id, d.due_on)],
-                    "recurring_deposit_id": d.schedule_id,
-                    "due_on": d.due_on,
-                },
-            )
+        # One chain append for the batch (a million accounts can have a deposit due on the 1st).
+        audit_record_many(
+            [
+                PendingEvent(
+                    action="account.recurring_deposit",
+                    object_type="portfolios.account",
+                    object_id=d.account_id,
+                    subject_id=d.owner_id,
+                    payload={
+                        "amount": d.amount,
+                        "cash_movement_id": created[(d.schedule_id, d.due_on)],
+                        "recurring_deposit_id": d.schedule_id,
+                        "due_on": d.due_on,
+                    },
+                )
+                for d in new
+            ]
+        )
         return len(new), candidates[-1][0]
 
 
@@ -258,6 +266,7 @@ class AccountWorth:
     invested: Decimal
     pending_withdrawals: Decimal
     market_date: date | None
+    selling_costs: Decimal = ZERO  # selling every position at the latest closes costs this
 
     @property
     def value(self) -> Decimal:
@@ -265,45 +274,51 @@ class AccountWorth:
 
     @property
     def withdrawable(self) -> Decimal:
-        """What a new withdrawal may ask for: the value less what earlier requests will take."""
-        return max(self.value - self.pending_withdrawals, ZERO)
+        """What a new withdrawal may ask for: the value less what selling would cost and what earlier requests
+        will take. Asking for the whole value would wait forever: selling everything raises value less costs."""
+        return max(self.value - self.selling_costs - self.pending_withdrawals, ZERO)
 
 
-def account_worth(account_id: int) -> AccountWorth:
-    """Cash, holdings at the latest closes (each position rounded down to the cent: what selling would at most
-    raise before costs) and pending withdrawals of one account."""
-    market_date = market_date_latest()
+def account_worth(account_id: int, *, as_of: date | None = None) -> AccountWorth:
+    """Cash, holdings at the closes of ``as_of`` (default: the latest; each position rounded down to the cent),
+    what selling them all would cost, and pending withdrawals of one account."""
+    market_date = as_of or market_date_latest()
     cash = cash_balances([account_id]).get(account_id, ZERO)
     held = holdings([account_id]).get(account_id, {})
     prices = prices_as_of(market_date) if market_date is not None and held else {}
-    invested = sum(
-        ((quantity * prices[asset_id][0]).quantize(CENT, rounding=ROUND_FLOOR)
-         for asset_id, quantity in held.items() if asset_id in prices),
-        ZERO,
-    )  # fmt: skip
+    positions = [(quantity, prices[asset_id][0]) for asset_id, quantity in held.items() if asset_id in prices]
+    invested = sum(((q * p).quantize(CENT, rounding=ROUND_FLOOR) for q, p in positions), ZERO)
+    cost_rate: Decimal = settings.ADVISOR["TRADING_COST_RATE"]
     pending = WithdrawalRequest.objects.filter(account_id=account_id, status=WithdrawalStatus.PENDING).aggregate(
         total=Sum("amount")
     )["total"]
     return AccountWorth(
-        cash=cash, invested=invested, pending_withdrawals=Decimal(pending or 0).quantize(CENT), market_date=market_date
+        cash=cash,
+        invested=invested,
+        pending_withdrawals=Decimal(pending or 0).quantize(CENT),
+        market_date=market_date,
+        selling_costs=sum((selling_cost(q, p, cost_rate) for q, p in positions), ZERO),
     )
 
 
-def _pay(withdrawal: WithdrawalRequest, *, actor: User | None) -> CashMovement | None:
-    """Pay a pending withdrawal: the caller holds the account lock and has checked the cash covers it."""
+def _pay(withdrawal: WithdrawalRequest, *, actor: User | None, amount: Decimal | None = None) -> CashMovement | None:
+    """Pay a pending withdrawal: the caller holds the account lock and has checked the cash covers ``amount``
+    (default: the whole request; less only when nothing is left to sell, noted on the request)."""
+    paid = withdrawal.amount if amount is None else amount
     now = timezone.now()
+    note = "" if paid == withdrawal.amount else f"paid ${paid:,.2f} of ${withdrawal.amount:,.2f}: nothing left to sell"
     claimed = WithdrawalRequest.objects.filter(pk=withdrawal.pk, status=WithdrawalStatus.PENDING).update(
-        status=WithdrawalStatus.COMPLETED, completed_at=now
+        status=WithdrawalStatus.COMPLETED, completed_at=now, note=note
     )
     if claimed != 1:
         return None
-    withdrawal.status, withdrawal.completed_at = WithdrawalStatus.COMPLETED, now
+    withdrawal.status, withdrawal.completed_at, withdrawal.note = WithdrawalStatus.COMPLETED, now, note
     movement = CashMovement.objects.create(
         account_id=withdrawal.account_id,
         kind=CashMovementKind.WITHDRAWAL,
-        amount=-withdrawal.amount,
+        amount=-paid,
         withdrawal=withdrawal,
-        description="Withdrawal",
+        description="Withdrawal" + (f" ({note})" if note else ""),
     )
     audit_record(
         actor=actor,
@@ -311,7 +326,8 @@ def _pay(withdrawal: WithdrawalRequest, *, actor: User | None) -> CashMovement |
         object_type="portfolios.account",
         object_id=withdrawal.account_id,
         subject_id=withdrawal.account.owner_id,
-        payload={"amount": withdrawal.amount, "withdrawal_id": withdrawal.pk, "cash_movement_id": movement.pk},
+        payload={"amount": paid, "withdrawal_id": withdrawal.pk, "cash_movement_id": movement.pk}
+        | ({"requested": withdrawal.amount, "note": note} if note else {}),
     )
     return movement
 
@@ -331,6 +347,8 @@ def withdrawal_request(*, account: Account, amount: object, actor: User) -> With
             reason = f"the account is worth ${worth.value:,.2f}"
             if worth.market_date is not None and worth.invested:
                 reason += f" at the prices of {worth.market_date.isoformat()}"
+            if worth.selling_costs:
+                reason += f", less ${worth.selling_costs:,.2f} that selling it would cost"
             if worth.pending_withdrawals:
                 reason += f", less ${worth.pending_withdrawals:,.2f} already requested"
             raise InvalidInputError(
@@ -403,11 +421,28 @@ def withdrawals_settle(*, account_id: int) -> list[WithdrawalRequest]:
         paid: list[WithdrawalRequest] = []
         for withdrawal in pending:
             if withdrawal.amount > cash:
+                # Prices fell between the request and the sales: once nothing is left to sell (no shares, no
+                # open recommendation), what the sales raised is paid rather than waiting for ever.
+                if (
+                    cash > 0
+                    and _nothing_left_to_sell(account_id)
+                    and _pay(withdrawal, actor=None, amount=cash) is not None
+                ):
+                    paid.append(withdrawal)
                 break
             if _pay(withdrawal, actor=None) is not None:
                 cash -= withdrawal.amount
                 paid.append(withdrawal)
         return paid
+
+
+def _nothing_left_to_sell(account_id: int) -> bool:
+    from .pipeline import OPEN_STATUSES
+
+    return (
+        not Lot.objects.filter(account_id=account_id, quantity__gt=0).exists()
+        and not Recommendation.objects.filter(account_id=account_id, status__in=OPEN_STATUSES).exists()
+    )
 
 
 def withdrawals_settle_all(*, book: str = LIVE_BOOK) -> int:

@@ -31,6 +31,8 @@ from ..models import (
     RecommendationStatus,
     TradePurpose,
     TradeSide,
+    WithdrawalRequest,
+    WithdrawalStatus,
 )
 from ..rebalance import ZERO, buy_cash_effect, floor_shares, sell_cash_effect
 from ..selectors import cash_balances, market_date_latest
@@ -181,6 +183,12 @@ def order_fill(*, order_id: int, market_date: date | None = None) -> Fill | None
                 .order_by("acquired_on", "id")
             )
             cash = cash_balances([order.account_id]).get(order.account_id, ZERO)
+            # Cash promised to pending withdrawals is not the buys' to spend (the plan kept it back too).
+            reserved_sum = WithdrawalRequest.objects.filter(
+                account_id=order.account_id, status=WithdrawalStatus.PENDING
+            ).aggregate(total=Sum("amount"))["total"]
+            reserved = Decimal(reserved_sum or 0).quantize(Decimal("0.01"))  # SQLite sums through floats
+            spendable = max(cash - reserved, ZERO)
             quantity = order.quantity
             note = ""
             if order.side == TradeSide.SELL:
@@ -190,11 +198,13 @@ def order_fill(*, order_id: int, market_date: date | None = None) -> Fill | None
                 gross, cost = sell_cash_effect(quantity, price, cost_rate)
             else:
                 gross, cost = buy_cash_effect(quantity, price, cost_rate)
-                if gross + cost > cash:
-                    # The price moved since the proposal: buy what the cash allows.
-                    quantity = floor_shares((cash - Decimal("0.02")) / (price * (1 + cost_rate)))
+                if gross + cost > spendable:
+                    # The price moved since the proposal (or a withdrawal now waits): buy what the cash allows.
+                    quantity = floor_shares((spendable - Decimal("0.02")) / (price * (1 + cost_rate)))
                     gross, cost = buy_cash_effect(quantity, price, cost_rate)
                     note = f"reduced from {order.quantity} to {quantity} shares to fit the cash"
+                    if reserved:
+                        note += f" not promised to pending withdrawals (${reserved:,.2f})"
             if quantity <= 0:
                 order.status = OrderStatus.CANCELLED
                 order.note = note or "nothing to trade"

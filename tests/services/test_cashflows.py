@@ -497,7 +497,9 @@ def test_more_than_the_cash_waits_for_sales_then_is_paid_oldest_first_and_once(f
 def test_a_pending_withdrawal_makes_later_ones_wait_and_counts_against_the_value(funded_alice, invested) -> None:  # type: ignore[no-untyped-def]
     alice, account = funded_alice, invested
     worth = account_worth(account.pk)
-    pending = withdrawal_request(account=account, amount=str(worth.value - Decimal("10")), actor=alice)
+    # the most one may ask: the value less what selling it would cost
+    assert worth.withdrawable == worth.value - worth.selling_costs and worth.selling_costs > 0
+    pending = withdrawal_request(account=account, amount=str(worth.withdrawable - Decimal("10")), actor=alice)
     account_deposit(account=account, amount="500", actor=alice)
     before = written()
 
@@ -506,6 +508,7 @@ def test_a_pending_withdrawal_makes_later_ones_wait_and_counts_against_the_value
     later = withdrawal_request(account=account, amount="1", actor=alice)  # the cash covers it, but it queues
 
     assert refused.value.fields["amount"].startswith("At most $510.00: the account is worth $")
+    assert "that selling it would cost" in refused.value.fields["amount"]
     assert refused.value.fields["amount"].endswith(f"less ${pending.amount:,} already requested.")
     assert later.status == WithdrawalStatus.PENDING and pending.status == WithdrawalStatus.PENDING
     assert written()[2] == before[2] + 1
