@@ -80,7 +80,7 @@ def test_the_broker_does_not_spend_cash_promised_to_a_pending_withdrawal(funded_
     # given: $100,000 in cash, of which $99,000 is promised to a pending withdrawal (as the queue leaves it when
     # an earlier request waits)
     account = funded_alice.accounts.get(account_type=AccountType.TAXABLE)
-    WithdrawalRequest.objects.create(account=account, amount=D("99000.00"), requested_by=funded_alice)
+    waiting = WithdrawalRequest.objects.create(account=account, amount=D("99000.00"), requested_by=funded_alice)
     prices_set(DAY_1, {"SPY": "100"})
     # when: a buy of $5,000 fills
     trade(account, carol, DAY_1, ("buy", "SPY", "50"))
@@ -88,4 +88,7 @@ def test_the_broker_does_not_spend_cash_promised_to_a_pending_withdrawal(funded_
     order = Order.objects.get(recommendation__account=account)
     assert order.fill.quantity == D("9.994802")
     assert order.note.endswith("not promised to pending withdrawals ($99,000.00)")
-    assert cash_balances([account.pk])[account.pk] >= D("99000.00")
+    # and the $99,000 kept back paid the withdrawal when the execution settled it
+    waiting.refresh_from_db()
+    assert waiting.status == WithdrawalStatus.COMPLETED
+    assert cash_balances([account.pk])[account.pk] == D("0.01")
