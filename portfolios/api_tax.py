@@ -8,6 +8,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.views import APIView
 
 from advisor.models import User
@@ -138,10 +139,13 @@ class AccountRealizedGainsApi(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("year", OpenApiTypes.INT, description="Calendar year (default: all years).")],
         responses=RealizedGainSerializer(many=True),
-        summary="Realized gains of one account",
+        summary="Realized gains of one account (paged: limit, offset)",
     )
     def get(self, request: Request, pk: int) -> Response:
         account = get_object_or_404(accounts_for(request.user), pk=pk)  # type: ignore[arg-type]
         wanted = request.query_params.get("year")
         year = year_parse(wanted, default=0) if wanted else None
-        return Response(RealizedGainSerializer(account_realized_gains(account, year), many=True).data)
+        # Years of harvesting make a long list: paged like every list of the API (?limit=&offset=).
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(list(account_realized_gains(account, year)), request, view=self)
+        return paginator.get_paginated_response(RealizedGainSerializer(page, many=True).data)

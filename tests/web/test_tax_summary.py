@@ -125,8 +125,13 @@ def test_account_lots_show_basis_term_and_unrealized_gain_at_the_latest_close(ye
         "unrealized_gain": "59.90", "wash_sale_adjustment": "0.00",
     }  # fmt: skip
     gains = client.get(f"/api/accounts/{year_of_trading['taxable'].pk}/realized-gains/?year=2027").json()
-    assert [(g["ticker"], g["quantity"], g["gain"], g["term"]) for g in gains] == [("VTI", "3.000000", "89.65", "long")]
-    assert len(client.get(f"/api/accounts/{year_of_trading['taxable'].pk}/realized-gains/").json()) == 4
+    assert gains["count"] == 1
+    assert [(g["ticker"], g["quantity"], g["gain"], g["term"]) for g in gains["results"]] == [
+        ("VTI", "3.000000", "89.65", "long")
+    ]
+    assert client.get(f"/api/accounts/{year_of_trading['taxable'].pk}/realized-gains/").json()["count"] == 4
+    page = client.get(f"/api/accounts/{year_of_trading['taxable'].pk}/realized-gains/?limit=3&offset=3").json()
+    assert page["count"] == 4 and len(page["results"]) == 1 and page["next"] is None
 
 
 def test_the_pages_show_the_summary_to_the_investor_and_to_her_advisor(year_of_trading, client, carol) -> None:  # type: ignore[no-untyped-def]
