@@ -6,9 +6,9 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.views import APIView
 
 from advisor.models import User
@@ -147,5 +147,5 @@ class AccountRealizedGainsApi(APIView):
         year = year_parse(wanted, default=0) if wanted else None
         # Years of harvesting make a long list: paged like every list of the API (?limit=&offset=).
         paginator = LimitOffsetPagination()
-        page = paginator.paginate_queryset(list(account_realized_gains(account, year)), request, view=self)
+        page = paginator.paginate_queryset(account_realized_gains(account, year), request, view=self) or []
         return paginator.get_paginated_response(RealizedGainSerializer(page, many=True).data)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from advisor.errors import InvalidInputError
@@ -216,7 +217,8 @@ def account_lots(account: Account) -> tuple[date | None, list[OpenLotRow]]:
     return market_date, rows
 
 
-def account_realized_gains(account: Account, year: int | None = None) -> list[RealizedGain]:
+def account_realized_gains(account: Account, year: int | None = None) -> QuerySet[RealizedGain]:
+    """An account's realized gains, oldest first (a query set: the API pages it in SQL)."""
     rows = (
         RealizedGain.objects.filter(account=account)
         .select_related("asset")
@@ -224,4 +226,4 @@ def account_realized_gains(account: Account, year: int | None = None) -> list[Re
     )
     if year is not None:
         rows = rows.filter(sold_on__year=year)
-    return list(rows)
+    return rows
