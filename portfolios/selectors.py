@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Max, OuterRef, Prefetch, Subquery, Sum
@@ -168,8 +169,12 @@ class AccountSnapshot:
     max_drift: Decimal = ZERO
 
 
-def account_snapshot(account: Account) -> AccountSnapshot:
-    """Value, cash, positions and drift against target of one account at the market date."""
+_LOOK_UP = object()  # account_snapshot looks the personal target up itself
+
+
+def account_snapshot(account: Account, *, personal_target: Any = _LOOK_UP) -> AccountSnapshot:
+    """Value, cash, positions and drift against target of one account at the market date. ``personal_target``:
+    the account's target when the caller looked several up at once (``personal_targets_lookup``)."""
     market_date = market_date_latest()
     cash = cash_balances([account.pk]).get(account.pk, ZERO)
     held = holdings([account.pk]).get(account.pk, {})
@@ -181,7 +186,9 @@ def account_snapshot(account: Account) -> AccountSnapshot:
     # has built one at the current risk level.
     from .services.targets import personal_target_lookup  # services import selectors
 
-    personal = personal_target_lookup(account=account, risk_level=risk_level) if risk_level else None
+    personal = personal_target
+    if personal is _LOOK_UP:
+        personal = personal_target_lookup(account=account, risk_level=risk_level) if risk_level else None
     if personal is not None:
         ids = dict(Asset.objects.filter(ticker__in=list(personal.weights)).values_list("ticker", "pk"))
         target = {ids[ticker]: Decimal(weight) for ticker, weight in personal.weights.items()}

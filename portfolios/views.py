@@ -27,7 +27,7 @@ from .selectors import (
 from .selectors_accounts import account_summaries
 from .services.accounts import account_deposit
 from .services.recommendations import recommendation_approve, recommendation_reject
-from .services.targets import target_explanations
+from .services.targets import personal_targets_lookup, target_explanations
 
 
 def _chart(snapshot: AccountSnapshot) -> dict[str, object]:
@@ -43,10 +43,12 @@ def _chart(snapshot: AccountSnapshot) -> dict[str, object]:
 @role_required(Role.INVESTOR)
 def dashboard(request: HttpRequest) -> HttpResponse:
     accounts = list(accounts_for(request.user))  # type: ignore[arg-type]
-    snapshots = [account_snapshot(a) for a in accounts]
-    recommendations = recommendations_for(request.user).order_by("-created_at")[:20]  # type: ignore[arg-type]
     investor: User = request.user  # type: ignore[assignment]
     risk_level = current_risk_levels([investor.pk]).get(investor.pk)
+    # One look-up of every account's target, shared by the snapshots and "Why this target".
+    targets = personal_targets_lookup(accounts=accounts, risk_level=risk_level) if risk_level else {}
+    snapshots = [account_snapshot(a, personal_target=targets.get(a.pk)) for a in accounts]
+    recommendations = recommendations_for(request.user).order_by("-created_at")[:20]  # type: ignore[arg-type]
     return render(
         request,
         "portfolios/dashboard.html",
@@ -56,7 +58,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "charts": [_chart(s) for s in snapshots if s.classes],
             "recommendations": recommendations,
             "preview": target_preview(risk_level) if risk_level else None,
-            "why_targets": target_explanations(accounts=accounts, risk_level=risk_level) if risk_level else [],
+            "why_targets": (
+                target_explanations(accounts=accounts, risk_level=risk_level, targets=targets) if risk_level else []
+            ),
         },
     )
 

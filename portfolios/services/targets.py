@@ -17,7 +17,7 @@ portfolio of their level: it is the solution of the same problem, so the weights
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
@@ -295,32 +295,53 @@ def _solve_missing(
     return rows, failed
 
 
-def personal_target_lookup(*, account: Account, risk_level: int) -> PersonalTarget | None:
-    """The stored target of ``account`` at ``risk_level`` for the newest run that has one for its signature
-    (read only: the pipeline builds targets; None when it has not yet built one for these constraints)."""
-    run = (
+def personal_targets_lookup(*, accounts: Sequence[Account], risk_level: int) -> dict[int, PersonalTarget]:
+    """The stored target of each account at ``risk_level``, from the newest run that has one for its signature
+    (read only: the pipeline builds targets; an account missing from the result has none for its constraints
+    yet). A fixed number of queries, whatever the number of accounts."""
+    if not accounts:
+        return {}
+    with_targets = (
         OptimizationRun.objects.filter(status="succeeded", personal_targets__isnull=False)
         .order_by("-as_of", "-id")
         .first()
     )
     current = OptimizationRun.objects.filter(status="succeeded").order_by("-as_of", "-id").first()
-    for candidate in dict.fromkeys(r for r in (current, run) if r is not None):
+    terms = investor_terms({a.owner_id for a in accounts})
+    restricted = restricted_tickers()
+    found: dict[int, PersonalTarget] = {}
+    for candidate in dict.fromkeys(r for r in (current, with_targets) if r is not None):
         policy = run_policy(candidate)
-        constraints = account_constraints(
-            policy=policy,
-            tickers=list(candidate.parameters["universe"]),
-            classes=list(candidate.parameters["classes"]),
-            level=risk_level,
-            account_type=account.account_type,
-            terms=investor_terms([account.owner_id])[account.owner_id],
-            restricted=restricted_tickers(),
-        )
-        found = PersonalTarget.objects.filter(
-            optimization_run=candidate, signature=signature_hash(constraints), risk_level=risk_level
-        ).first()
-        if found is not None:
-            return found
-    return None
+        signature_of = {
+            a.pk: signature_hash(
+                account_constraints(
+                    policy=policy,
+                    tickers=list(candidate.parameters["universe"]),
+                    classes=list(candidate.parameters["classes"]),
+                    level=risk_level,
+                    account_type=a.account_type,
+                    terms=terms[a.owner_id],
+                    restricted=restricted,
+                )
+            )
+            for a in accounts
+            if a.pk not in found
+        }
+        stored = {
+            t.signature: t
+            for t in PersonalTarget.objects.filter(
+                optimization_run=candidate, signature__in=set(signature_of.values()), risk_level=risk_level
+            )
+        }
+        for account_id, signature in signature_of.items():
+            if signature in stored:
+                found[account_id] = stored[signature]
+    return found
+
+
+def personal_target_lookup(*, account: Account, risk_level: int) -> PersonalTarget | None:
+    """``personal_targets_lookup`` for one account."""
+    return personal_targets_lookup(accounts=[account], risk_level=risk_level).get(account.pk)
 
 
 @dataclass(frozen=True)
@@ -333,11 +354,16 @@ class TargetExplanation:
     sentences: list[str]  # one per binding constraint of the investor, with its cost; empty: the model itself
 
 
-def target_explanations(*, accounts: Iterable[Account], risk_level: int) -> list[TargetExplanation]:
-    """For each account that has a personal target at ``risk_level``: its binding constraints as sentences."""
+def target_explanations(
+    *, accounts: Sequence[Account], risk_level: int, targets: Mapping[int, PersonalTarget] | None = None
+) -> list[TargetExplanation]:
+    """For each account that has a personal target at ``risk_level``: its binding constraints as sentences.
+    ``targets`` are the accounts' targets when the caller has looked them up already."""
+    if targets is None:
+        targets = personal_targets_lookup(accounts=accounts, risk_level=risk_level)
     found = []
-    for account in accounts:  # an investor's few accounts: one look-up each
-        target = personal_target_lookup(account=account, risk_level=risk_level)
+    for account in accounts:
+        target = targets.get(account.pk)
         if target is not None:
             sentences = [binding_sentence(b) for b in target.binding]
             found.append(TargetExplanation(account=account, risk_level=risk_level, target=target, sentences=sentences))
