@@ -90,6 +90,36 @@ def parameter_set_current(name: str) -> ParameterSetState:
     return ParameterSetState(name, stored.version, dict(stored.values), stored)
 
 
+def parameter_sets_initialize() -> list[ParameterVersion]:
+    """Store version 1 of every set that has none, from the defaults in force (the code's, with the deployment's
+    settings), audited as ``parameters.initialized``; return the versions stored.
+
+    Called before the parameters are first used (each pipeline run, each re-optimization): from then on the
+    environment no longer sets the policy, so a restart with other settings cannot change it unaudited; only a
+    four-eyes change can. A concurrent initialization of the same set stores nothing more.
+    """
+    stored: list[ParameterVersion] = []
+    for name in PARAMETER_SETS:
+        if ParameterVersion.objects.filter(name=name).exists():
+            continue
+        values = _default_values(name)
+        try:
+            with transaction.atomic():
+                version = ParameterVersion.objects.create(
+                    name=name, version=1, values=values, created_at=timezone.now()
+                )
+                audit_record(
+                    actor=None,
+                    action="parameters.initialized",
+                    obj=version,
+                    payload={"name": name, "version": 1, "values": values, "source": "defaults and settings"},
+                )
+        except IntegrityError:
+            continue  # another process stored version 1 first
+        stored.append(version)
+    return stored
+
+
 def parameter_sets_current() -> dict[str, ParameterSetState]:
     """Both parameter sets in force, by name."""
     return {name: parameter_set_current(name) for name in PARAMETER_SETS}

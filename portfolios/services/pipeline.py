@@ -162,10 +162,15 @@ def pipeline_run(
 
 
 def _prepare(run: PipelineRun, *, say: Progress) -> None:
+    from compliance.parameters import parameter_sets_initialize
+
     from .cashflows import recurring_deposits_run
 
     timings: dict[str, float] = {}
     counts: Counter[str] = Counter()
+    # From the first run on, the parameters in force are stored versions (changed only with four eyes).
+    for version in parameter_sets_initialize():
+        say(f"  {version.name} parameters stored as version 1 from the defaults and settings")
 
     t0 = time.perf_counter()
     notes = prices_validate(book=run.book, market_date=run.market_date)

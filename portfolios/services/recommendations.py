@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -19,6 +19,7 @@ from profiling.selectors import profile_current
 from ..access import can_decide
 from ..models import (
     Account,
+    AccountType,
     CashMovement,
     CashMovementKind,
     Fill,
@@ -29,6 +30,7 @@ from ..models import (
     RealizedGain,
     Recommendation,
     RecommendationStatus,
+    Trade,
     TradePurpose,
     TradeSide,
     WithdrawalRequest,
@@ -59,6 +61,68 @@ def _locked(recommendation_id: int) -> Recommendation:
         raise NotAllowedError("No such recommendation.") from None
 
 
+WASH_SALE_DAYS = 30
+
+
+def _wash_group(ticker: str, tracks_index: str) -> str:
+    return tracks_index or ticker
+
+
+def wash_sale_conflicts(recommendation: Recommendation) -> list[str]:
+    """Why executing ``recommendation`` now would break the wash-sale rule across the investor's accounts, in
+    plain words (empty: it would not). A buy conflicts with a loss realized in a taxable account of the investor
+    in the last 30 days, or with a loss sale another open (pending or approved) recommendation proposes; a loss
+    sale of a taxable account conflicts with a buy another open recommendation proposes. Same group = the same
+    tracked index (``Asset.tracks_index``)."""
+    owner_id = recommendation.account.owner_id
+    today = market_date_latest() or recommendation.market_date
+    since = today - timedelta(days=WASH_SALE_DAYS)
+    mine = list(recommendation.trades.select_related("asset"))
+    taxable = recommendation.account.account_type == AccountType.TAXABLE
+    buys = {_wash_group(t.asset.ticker, t.asset.tracks_index): t.asset.ticker for t in mine if t.side == TradeSide.BUY}
+    loss_sells = {
+        _wash_group(t.asset.ticker, t.asset.tracks_index): t.asset.ticker
+        for t in mine
+        if taxable and t.side == TradeSide.SELL and t.estimated_gain < 0
+    }
+    if not buys and not loss_sells:
+        return []
+    conflicts: list[str] = []
+    realized = (
+        RealizedGain.objects.filter(
+            account__owner_id=owner_id, account__account_type=AccountType.TAXABLE, gain__lt=0, sold_on__gte=since
+        )
+        .values_list("asset__ticker", "asset__tracks_index", "sold_on")
+        .order_by("-sold_on")
+    )
+    for ticker, index, sold_on in realized:
+        group = _wash_group(ticker, index)
+        if group in buys:
+            conflicts.append(f"buying {buys.pop(group)} would wash the loss realized on {ticker} on {sold_on}")
+    others = (
+        Trade.objects.filter(
+            recommendation__account__owner_id=owner_id,
+            recommendation__status__in=(RecommendationStatus.PENDING, RecommendationStatus.APPROVED),
+        )
+        .exclude(recommendation=recommendation)
+        .values_list(
+            "recommendation_id", "side", "estimated_gain", "asset__ticker", "asset__tracks_index",
+            "recommendation__account__account_type",
+        )
+    )  # fmt: skip
+    for other_id, side, gain, ticker, index, account_type in others:
+        group = _wash_group(ticker, index)
+        if side == TradeSide.SELL and gain < 0 and account_type == AccountType.TAXABLE and group in buys:
+            conflicts.append(
+                f"buying {buys.pop(group)} would wash the loss recommendation #{other_id} proposes on {ticker}"
+            )
+        elif side == TradeSide.BUY and group in loss_sells:
+            conflicts.append(
+                f"the loss on {loss_sells.pop(group)} would be washed by recommendation #{other_id}'s buy of {ticker}"
+            )
+    return conflicts
+
+
 def recommendation_approve(*, recommendation_id: int, advisor: User, comment: str = "") -> Recommendation:
     """Approve a pending recommendation: its orders are created now and filled by a worker after commit."""
     from ..tasks import execute_recommendation
@@ -79,6 +143,11 @@ def recommendation_approve(*, recommendation_id: int, advisor: User, comment: st
             raise InvalidStateError("Compliance blocked this recommendation; it cannot be approved.")
         if recommendation.status != RecommendationStatus.PENDING:
             raise InvalidStateError(f"This recommendation is {recommendation.get_status_display().lower()}.")
+        conflicts = wash_sale_conflicts(recommendation)
+        if conflicts:
+            # The pipeline's check saw only what had happened when it ran: another account of the investor may
+            # have sold at a loss, or been proposed a conflicting trade, since.
+            raise InvalidStateError("Approving this would break the wash-sale rule: " + "; ".join(conflicts) + ".")
         recommendation.status = RecommendationStatus.APPROVED
         recommendation.decided_by = advisor
         recommendation.decided_at = timezone.now()

@@ -95,6 +95,9 @@ def optimization_rerun(*, actor: Any) -> RerunResult:
     market_date = market_date_latest()
     if market_date is None:
         raise InvalidStateError("No prices are stored yet: import prices before re-optimizing.")
+    from compliance.parameters import parameter_sets_initialize
+
+    parameter_sets_initialize()
     newest_before = OptimizationRun.objects.aggregate(newest=Max("pk"))["newest"] or 0
     run = model_portfolios_build(as_of=market_date, actor=actor)
     result = RerunResult(run=run, reused=run.pk <= newest_before, outside_bands=levels_outside_bands(run))
