@@ -195,7 +195,10 @@ def model_portfolios_build(*, as_of: date, actor: Any = None) -> OptimizationRun
     )
     parameters = _parameters(tickers, classes, version, policy)
     data_hash = snapshot_hash(window)
-    fingerprint = hashlib.sha256((data_hash + canonical_json(parameters)).encode()).hexdigest()
+    # The version number is recorded but not hashed: versions with the same values give the same results (the
+    # first stored version repeats the defaults), so their runs are one run.
+    hashed = {k: v for k, v in parameters.items() if k != "policy_version"}
+    fingerprint = hashlib.sha256((data_hash + canonical_json(hashed)).encode()).hexdigest()
     existing = OptimizationRun.objects.filter(fingerprint=fingerprint, status=RunStatus.SUCCEEDED).first()
     if existing is not None:
         return existing

@@ -18,6 +18,7 @@ from compliance.parameters import (
     parameter_changes_pending,
     parameter_set_current,
     parameter_sets_current,
+    parameter_sets_initialize,
     parameter_versions_history,
 )
 from portfolios.models import OptimizationRun
@@ -381,3 +382,29 @@ def test_approved_optimization_parameters_drive_the_next_build(  # type: ignore[
     # levels whose risk aversion did not change get the same portfolio
     assert after.model_portfolios.get(risk_level=5).volatility == before.model_portfolios.get(risk_level=5).volatility
     assert OptimizationRun.objects.count() == 2
+
+
+def test_the_first_pipeline_run_stores_the_defaults_as_version_1_and_the_environment_no_longer_sets_them(
+    funded_alice, settings
+) -> None:  # type: ignore[no-untyped-def]
+    from decimal import Decimal
+
+    from portfolios.services.pipeline import pipeline_run
+
+    # given: the deployment's settings give version 0 a 4-point band
+    settings.ADVISOR = {**settings.ADVISOR, "DRIFT_BAND": Decimal("0.04")}
+    # when: the pipeline runs for the first time
+    pipeline_run()
+    # then: both sets are stored as version 1, audited, with the values the settings gave
+    stored = {v.name: v for v in ParameterVersion.objects.all()}
+    assert {name: v.version for name, v in stored.items()} == {"optimization": 1, "rebalancing": 1}
+    assert stored["rebalancing"].values["band_absolute"] == "0.04" and stored["rebalancing"].change is None
+    events = AuditEvent.objects.filter(action="parameters.initialized").order_by("id")
+    assert [e.payload["name"] for e in events] == ["optimization", "rebalancing"]
+    assert events[1].payload["values"] == stored["rebalancing"].values and events[1].actor_id is None
+    # and a restart with other settings changes nothing: only a four-eyes change can
+    settings.ADVISOR = {**settings.ADVISOR, "DRIFT_BAND": Decimal("0.10")}
+    version, policy = rebalancing_policy_current()
+    assert (version, policy.band_absolute) == (1, Decimal("0.04"))
+    assert parameter_sets_initialize() == []
+    assert ParameterVersion.objects.count() == 2

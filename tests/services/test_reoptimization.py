@@ -57,7 +57,7 @@ def test_a_rerun_builds_the_run_and_the_live_accounts_targets(funded_alice, bob,
     assert event.payload == {
         "as_of": run.as_of.isoformat(),
         "reused": False,
-        "policy_version": 0,
+        "policy_version": 1,  # the defaults, stored as version 1 before their first use
         "accounts": 1,
         "targets": 1,
         "failures": [],
@@ -139,13 +139,13 @@ def test_approving_optimization_parameters_reoptimizes_under_the_new_version(  #
     # when Erin approves and the transaction commits
     with django_capture_on_commit_callbacks(execute=True):
         parameter_change_approve(actor=erin, change_id=change.pk, comment="Yes")
-    # then a new run under version 1, and Alice's target for it
+    # then a new run under version 2 (version 1 stored the defaults before the first rerun), and Alice's target
     after = OptimizationRun.objects.exclude(pk=before.pk).get()
-    assert after.parameters["policy_version"] == 1 and after.parameters["max_asset_weight"] == 0.3
+    assert after.parameters["policy_version"] == 2 and after.parameters["max_asset_weight"] == 0.3
     assert max(w.weight for p in after.model_portfolios.all() for w in p.weights.all()) == Decimal("0.3")
     assert PersonalTarget.objects.filter(optimization_run=after).count() == 1
     event = AuditEvent.objects.filter(action="optimization.requested").last()
-    assert (event.actor_id, event.payload["reused"], event.payload["policy_version"]) == (erin.pk, False, 1)
+    assert (event.actor_id, event.payload["reused"], event.payload["policy_version"]) == (erin.pk, False, 2)
 
 
 def test_levels_outside_the_compliance_bands_are_reported(funded_alice, erin, monkeypatch) -> None:  # type: ignore[no-untyped-def]
