@@ -873,7 +873,6 @@ def _problem_key(inputs: _Inputs, method: Method) -> tuple[Hashable, ...]:
     )
 
 
-
 class PersonalTargetSolver:
     """Personal targets for one universe (tickers and their asset classes).
 
@@ -1182,10 +1181,11 @@ class PersonalTargetSolver:
         the method), not of the account, the reasons or the names: accounts whose signatures differ only in
         reasons (two ESG screens that exclude the same funds, a low-bracket taxable account and an IRA without
         municipal bonds) or in the constraint being relaxed (an account with one more exclusion, relaxed) give
-        the same problem. On the benchmark's 10,000 targets, 50,852 relaxations are 10,172 distinct problems,
-        2,170 of them another target's own problem. The answer is the one a re-solve gives, as far as the
-        solver's answer is a function of the problem: OSQP's polished solution is the solution of the active
-        set's KKT system, whatever iterate (warm start) found that set."""
+        the same problem. On 10,000 targets drawn as the benchmark draws them, 50,852 relaxations are 10,172
+        distinct problems, 2,170 of them another target's own problem. The answer is the one a re-solve gives,
+        as far as the solver's answer is a function of the problem: OSQP's polished solution is the solution of
+        the active set's KKT system, whatever iterate (warm start) found that set (on those targets 50,821 of
+        50,852 costs are bitwise those of re-solving, the others within 1e-8)."""
         key = _problem_key(inputs, method)
         known = self._explained.get(key)
         if known is None:

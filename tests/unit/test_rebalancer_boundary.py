@@ -136,7 +136,7 @@ def test_the_fast_boundary_equals_the_decimal_reference(
         # When both boundaries book the account
         try:
             expected = exact_trades_reference(plan, row, **arguments)  # type: ignore[arg-type]
-        except Exception as error:  # noqa: BLE001 - the fast one must fail the same way
+        except Exception as error:  # the fast boundary must fail the same way
             with pytest.raises(type(error), match=re.escape(str(error))):
                 exact_trades(plan, row, **arguments)  # type: ignore[arg-type]
             continue
