@@ -40,7 +40,10 @@ Explanation: ``solve`` lists the constraints *active* at the solution (a bound a
 a class or bond/cash share at its limit, the turnover budget used up, an asset held at its current weight
 where trading costs). Long-only zero bounds are not listed: the model portfolio has them too, and they are
 house policy rather than the investor's choice. With ``explain=True`` each active constraint is relaxed
-alone and re-solved, and its cost is the gain in the objective, expected return and volatility.
+alone and re-solved, and its cost is the gain in the objective, expected return and volatility. A solver
+remembers the relaxed problems it solved (and the targets it explained), by their numbers, for as long as the
+market does not change: accounts whose constraints differ only in reasons, or by the constraint being
+relaxed, share those solves (on 10,000 distinct targets, 50,852 relaxations are 10,172 distinct problems).
 
 Batches: accounts whose constraints have the same ``signature()`` (everything except the current weights)
 and the same risk aversion share one solve, when the current weights cannot matter (no transaction cost
@@ -845,6 +848,30 @@ def clean_within(
 
 # --- the solver -----------------------------------------------------------------------------------
 
+_EXPLAINED_LIMIT = 30_000  # problems remembered for explanations (about 1 kB each)
+
+
+def _problem_key(inputs: _Inputs, method: Method) -> tuple[Hashable, ...]:
+    """Everything a solve of ``inputs`` depends on (with the market): equal keys, equal problems."""
+
+    def raw(values: FloatArray | None) -> bytes | None:
+        return None if values is None else values.tobytes()
+
+    return (
+        method,
+        inputs.structure,
+        inputs.risk_aversion,
+        raw(inputs.lower),
+        raw(inputs.upper),
+        inputs.membership_key(),
+        raw(inputs.class_lower),
+        raw(inputs.class_upper),
+        inputs.bond_minimum,
+        raw(inputs.current),
+        raw(inputs.cost),
+        inputs.turnover_bound,
+    )
+
 
 class PersonalTargetSolver:
     """Personal targets for one universe (tickers and their asset classes).
@@ -858,6 +885,9 @@ class PersonalTargetSolver:
         self._clarabel: dict[_Structure, _ClarabelProblem] = {}
         self._osqp: dict[tuple[_Structure, bytes], _OsqpProblem] = {}
         self._market: _Market | None = None
+        # Explanations' problems by their numbers (see _explained_weights): many accounts' relaxations are the same
+        # problem, or another account's target problem.
+        self._explained: dict[tuple[Hashable, ...], tuple[FloatArray, str]] = {}
 
     @property
     def tickers(self) -> tuple[str, ...]:
@@ -869,6 +899,7 @@ class PersonalTargetSolver:
             return current
         self._market = _market(mu, sigma, self.universe.n)
         self._osqp.clear()  # P holds Sigma: a new market is a new setup
+        self._explained.clear()
         return self._market
 
     def _inputs(self, constraints: Constraints, bounds: _Bounds, risk_aversion: float) -> _Inputs:
@@ -996,6 +1027,7 @@ class PersonalTargetSolver:
         objective = self._objective(market, inputs, weights)
         binding = self._binding(constraints, bounds, inputs, weights)
         if explain:
+            self._remember(inputs, method, (weights, used))  # another account's relaxation may be this problem
             binding = [
                 replace(
                     b, cost=self._relaxation_cost(market, constraints, bounds, inputs, b, weights, objective, method)
@@ -1132,7 +1164,7 @@ class PersonalTargetSolver:
         method: Method,
     ) -> ConstraintCost:
         relaxed_inputs = self._relaxed(constraints, bounds, inputs, binding)
-        relaxed, _ = self._weights(market, relaxed_inputs, method)
+        relaxed = self._explained_weights(market, relaxed_inputs, method)
         return ConstraintCost(
             objective_gain=self._objective(market, relaxed_inputs, relaxed) - objective,
             expected_return_gain=float(market.mu @ (relaxed - weights)),
@@ -1141,6 +1173,30 @@ class PersonalTargetSolver:
             ),
             relaxed_weights=relaxed,
         )
+
+    def _explained_weights(self, market: _Market, inputs: _Inputs, method: Method) -> FloatArray:
+        """``_weights`` of a relaxed problem, solved once per solver and market whatever the account.
+
+        A relaxed problem is a function of its numbers alone (``_problem_key``: every field of ``_Inputs``, and
+        the method), not of the account, the reasons or the names: accounts whose signatures differ only in
+        reasons (two ESG screens that exclude the same funds, a low-bracket taxable account and an IRA without
+        municipal bonds) or in the constraint being relaxed (an account with one more exclusion, relaxed) give
+        the same problem. On 10,000 targets drawn as the benchmark draws them, 50,852 relaxations are 10,172
+        distinct problems, 2,170 of them another target's own problem. The answer is the one a re-solve gives,
+        as far as the solver's answer is a function of the problem: OSQP's polished solution is the solution of
+        the active set's KKT system, whatever iterate (warm start) found that set (on those targets 50,821 of
+        50,852 costs are bitwise those of re-solving, the others within 1e-8)."""
+        key = _problem_key(inputs, method)
+        known = self._explained.get(key)
+        if known is None:
+            known = self._weights(market, inputs, method)
+            self._remember(inputs, method, known)
+        return known[0].copy()
+
+    def _remember(self, inputs: _Inputs, method: Method, solved: tuple[FloatArray, str]) -> None:
+        if len(self._explained) >= _EXPLAINED_LIMIT:  # a long-lived solver: memory stays bounded
+            self._explained.clear()
+        self._explained[_problem_key(inputs, method)] = (solved[0].copy(), solved[1])
 
     # --- batches ------------------------------------------------------------------------------------
 

@@ -127,7 +127,9 @@ cash=, prices={ticker: Decimal}, cost_rate=, min_trade=, reserve=)`` returns ``P
 ``portfolios.rebalance.ProposedTrade`` with ``purpose``, ``lots`` = ``LotPick(lot_id, quantity)`` and the plan's
 trade index), sells first. See its docstring for the guarantees; the pipeline calls it per trading account with
 the account's current Decimal state, so a lot or a cash balance that moved since the arrays were read is
-respected.
+respected. It performs the Decimal steps of ``rebalancer_reference.exact_trades_reference`` (the boundary as first
+written, its oracle: the tests hold the two equal, Decimal representation included) without their Python
+overheads; the plan's columns it reads are turned into Python lists once per plan (``Plan.boundary_view``).
 """
 
 from __future__ import annotations
@@ -136,7 +138,8 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -149,7 +152,6 @@ from .rebalance import (
     buy_cash_effect,
     floor_cents,
     floor_shares,
-    sell_cash_effect,
     trading_cost,
 )
 
@@ -441,6 +443,24 @@ class Plan:
         arrays["sale_start"] = _offsets(arrays["sale_trade"], len(arrays["trade_account"]))
         return cls(**arrays)
 
+    @cached_property
+    def boundary_view(self) -> BoundaryView:
+        """The columns ``exact_trades`` reads, as Python lists (built on first use, once per plan): indexing a
+        numpy array one element at a time costs more than the Decimal work it feeds."""
+        return BoundaryView(
+            trade_start=self.trade_start.tolist(),
+            trade_asset=self.trade_asset.tolist(),
+            trade_side=self.trade_side.tolist(),
+            trade_quantity=self.trade_quantity.tolist(),
+            trade_purpose=self.trade_purpose.tolist(),
+            trade_link=self.trade_link.tolist(),
+            sale_start=self.sale_start.tolist(),
+            sale_lot_id=self.sale_lot_id.tolist(),
+            sale_quantity=self.sale_quantity.tolist(),
+            trade_micro=_grid_micro(self.trade_quantity),
+            sale_micro=_grid_micro(self.sale_quantity),
+        )
+
     def account_trades(self, row: int) -> range:
         return range(int(self.trade_start[row]), int(self.trade_start[row + 1]))
 
@@ -453,6 +473,21 @@ class Plan:
 
     def count_by_trigger(self) -> dict[str, int]:
         return {name: int(np.count_nonzero(self.trigger & bit)) for bit, name in TRIGGERS.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class BoundaryView:
+    trade_start: list[int]
+    trade_asset: list[int]
+    trade_side: list[int]
+    trade_quantity: list[float]
+    trade_purpose: list[int]
+    trade_link: list[int]
+    sale_start: list[int]
+    sale_lot_id: list[int]
+    sale_quantity: list[float]
+    trade_micro: list[int]  # the quantity in micro-shares if it is a float of the 1e-6 grid, else 0
+    sale_micro: list[int]
 
 
 def _offsets(sorted_owner: IntArray, count: int) -> IntArray:
@@ -1449,76 +1484,173 @@ def exact_trades(
     largest quantity that keeps cash after it and its cost >= ``reserve``: exactly, with the broker's cent
     rounding (``buy_cash_effect``); a buy cut under ``min_trade`` is dropped. If the sells leave cash under
     the reserve, nothing is bought.
+
+    The same Decimal operations as ``rebalancer_reference.exact_trades_reference`` (the tests hold the two
+    equal, representation included), without its overheads: the plan is read from Python lists built once per
+    plan, the inputs are not copied (what this account's sells take is kept aside), the planned float
+    quantities reach the grid by integer arithmetic where that is provably what ``Decimal(repr(x))`` floored
+    gives, and the results are built without the frozen dataclasses' per-field ``__setattr__``.
     """
     if cash < 0 or reserve < 0:
         raise ValueError("Cash and the reserve must not be negative.")
-    lot_left = dict(lots)
-    held_left = dict(holdings)
-    available = cash
+    view = plan.boundary_view
+    start, stop = view.trade_start[row], view.trade_start[row + 1]
     result: list[PlannedTrade] = []
+    if start == stop:
+        return result
+    trade_side, trade_asset = view.trade_side, view.trade_asset
+    sale_start, sale_lot_id, sale_micro = view.sale_start, view.sale_lot_id, view.sale_micro
+    lot_left: dict[int, Decimal] = {}  # what this account's kept sells left of the lots and funds they took
+    held_left: dict[str, Decimal] = {}
+    available = cash
     pair_proceeds: dict[int, Decimal] = {}
-    trades = plan.account_trades(row)
-    for j in trades:
-        if plan.trade_side[j] != SELL:
+    buys: list[int] = []
+    for j in range(start, stop):
+        if trade_side[j] != SELL:
+            buys.append(j)
             continue
-        ticker = tickers[int(plan.trade_asset[j])]
+        ticker = tickers[trade_asset[j]]
         price = prices[ticker]
-        link = int(plan.trade_link[j])
+        link = view.trade_link[j]
         if link >= 0:
             pair_proceeds.setdefault(link, ZERO)
         picks: list[LotPick] = []
-        room = held_left.get(ticker, ZERO)
-        for s in plan.trade_sales(j):
-            lot_id = int(plan.sale_lot_id[s])
-            left = lot_left.get(lot_id, ZERO)
-            planned = float(plan.sale_quantity[s])
-            want = left if planned >= float(left) else min(_shares(planned), left)
-            want = min(want, room)
-            if want > 0:
-                picks.append(LotPick(lot_id, want))
+        quantity = ZERO
+        room = held_left[ticker] if ticker in held_left else holdings.get(ticker, ZERO)
+        for s in range(sale_start[j], sale_start[j + 1]):
+            lot_id = sale_lot_id[s]
+            left = lot_left[lot_id] if lot_id in lot_left else lots.get(lot_id, ZERO)
+            micro = sale_micro[s]
+            if not micro:  # off the grid: the reference's own steps
+                planned = view.sale_quantity[s]
+                want = left if planned >= float(left) else min(_shares(planned), left)
+            else:
+                shares = Decimal(micro) * _MICRO  # == _shares(planned), exponent included (see _grid_micro)
+                if shares >= left:  # then planned >= float(left): float() is monotonic, planned is shares' float
+                    want = left
+                elif left >= shares + _MICRO:  # then float(left) > planned: grid decimals have distinct floats
+                    want = shares
+                else:  # left is off the grid, less than a step above: the reference's float comparison decides
+                    want = left if view.sale_quantity[s] >= float(left) else shares
+            if room < want:
+                want = room
+            if want > ZERO:
+                pick: LotPick = _new(LotPick)
+                _set(pick, "__dict__", {"lot_id": lot_id, "quantity": want})
+                picks.append(pick)
+                quantity += want
                 room -= want
-        quantity = sum((pick.quantity for pick in picks), ZERO)
-        if quantity <= 0:
+        if quantity <= ZERO:
             continue
-        gross, cost = sell_cash_effect(quantity, price, cost_rate)
+        gross = (quantity * price).quantize(CENT, ROUND_FLOOR)  # sell_cash_effect
+        cost = (gross * cost_rate).quantize(CENT, ROUND_CEILING)
         if gross < min_trade:
             continue
         for pick in picks:
-            lot_left[pick.lot_id] = lot_left[pick.lot_id] - pick.quantity
-        held_left[ticker] = held_left.get(ticker, ZERO) - quantity
+            taken = pick.lot_id
+            lot_left[taken] = (lot_left[taken] if taken in lot_left else lots[taken]) - pick.quantity
+        held_left[ticker] = (held_left[ticker] if ticker in held_left else holdings.get(ticker, ZERO)) - quantity
         available += gross - cost
         if link >= 0:
             pair_proceeds[link] += gross - cost
-        purpose = PURPOSES[int(plan.trade_purpose[j])]
-        result.append(PlannedTrade(ticker, "sell", quantity, price, gross, cost, purpose, tuple(picks), j))
+        result.append(
+            _planned_trade(ticker, "sell", quantity, price, gross, cost, view.trade_purpose[j], tuple(picks), j)
+        )
+    if not buys:
+        return result
 
-    wanted: dict[int, Decimal] = {}
-    for j in trades:
-        if plan.trade_side[j] != BUY:
+    one_plus_cost = 1 + cost_rate
+    trade_micro = view.trade_micro
+    quantities: list[Decimal] = []
+    buy_prices: list[Decimal] = []
+    kept: list[int] = []
+    need = ZERO
+    for j in buys:
+        if trade_side[j] != BUY:
             continue
-        price = prices[tickers[int(plan.trade_asset[j])]]
-        quantity = _shares(float(plan.trade_quantity[j]))
+        price = prices[tickers[trade_asset[j]]]
+        micro = trade_micro[j]
+        quantity = Decimal(micro) * _MICRO if micro else _shares(view.trade_quantity[j])
         if j in pair_proceeds:
-            if pair_proceeds[j] <= 0:
+            if pair_proceeds[j] <= ZERO:
                 continue
-            quantity = min(quantity, floor_shares(pair_proceeds[j] / (price * (1 + cost_rate))))
-        wanted[j] = quantity
-    budget = available - reserve
-    need = sum((q * prices[tickers[int(plan.trade_asset[j])]] * (1 + cost_rate) for j, q in wanted.items()), ZERO)
-    if need > budget:
-        factor = budget / need if budget > 0 else ZERO
-        wanted = {j: floor_shares(q * factor) for j, q in wanted.items()}
-    for j, quantity in wanted.items():
-        ticker = tickers[int(plan.trade_asset[j])]
-        price = prices[ticker]
-        quantity = _fit_buy(quantity, price, cost_rate, available - reserve)
-        gross, cost = buy_cash_effect(quantity, price, cost_rate)
-        if quantity <= 0 or gross < min_trade:
+            quantity = min(quantity, floor_shares(pair_proceeds[j] / (price * one_plus_cost)))
+        kept.append(j)
+        quantities.append(quantity)
+        buy_prices.append(price)
+        need += quantity * price * one_plus_cost
+    if need > available - reserve:
+        budget = available - reserve
+        factor = budget / need if budget > ZERO else ZERO
+        quantities = [floor_shares(quantity * factor) for quantity in quantities]
+    for j, quantity, price in zip(kept, quantities, buy_prices, strict=True):
+        budget = available - reserve
+        gross = (quantity * price).quantize(CENT, ROUND_CEILING)  # buy_cash_effect
+        cost = (gross * cost_rate).quantize(CENT, ROUND_CEILING)
+        if gross + cost > budget:
+            quantity = _fit_buy(quantity, price, cost_rate, budget)
+            gross, cost = buy_cash_effect(quantity, price, cost_rate)
+        if quantity <= ZERO or gross < min_trade:
             continue
         available -= gross + cost
-        purpose = PURPOSES[int(plan.trade_purpose[j])]
-        result.append(PlannedTrade(ticker, "buy", quantity, price, gross, cost, purpose, (), j))
+        result.append(
+            _planned_trade(tickers[trade_asset[j]], "buy", quantity, price, gross, cost, view.trade_purpose[j], (), j)
+        )
     return result
+
+
+_MICRO = Decimal("0.000001")
+
+
+def _grid_micro(quantity: FloatArray) -> list[int]:
+    """Per planned float quantity, n if it is the float nearest to n x 1e-6 for an integer 0 < n < 10**15, else
+    0: then ``Decimal(n) * 1e-6`` is ``_shares(quantity)``, value and exponent.
+
+    Why: n x 1e-6 has at most 15 significant digits, and two decimals of at most 15 digits never share a float,
+    so the shortest string that reads back as the float (``repr``) is n x 1e-6 itself, and flooring it to the
+    grid leaves it, with exponent -6 as ``quantize`` leaves it (``Decimal(n) * 1e-6`` has exponent 0 - 6).
+    Only one integer can pass the check (n < 2**53: exact as a float; the division rounds correctly)."""
+    positive = (quantity > 0) & (quantity < 1e9)
+    micro = np.rint(np.where(positive, quantity, 0.0) * 1e6)
+    on_grid = positive & (micro / 1e6 == quantity)
+    grid: list[int] = np.where(on_grid, micro, 0.0).astype(np.int64).tolist()
+    return grid
+
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _planned_trade(
+    ticker: str,
+    side: str,
+    quantity: Decimal,
+    price: Decimal,
+    amount: Decimal,
+    cost: Decimal,
+    purpose: int,
+    lots: tuple[LotPick, ...],
+    plan_trade: int,
+) -> PlannedTrade:
+    """``PlannedTrade(...)`` at half the cost: a frozen dataclass's ``__init__`` sets each field through
+    ``object.__setattr__``; the instance's dict can be set at once (there is no ``__post_init__`` to skip)."""
+    trade: PlannedTrade = _new(PlannedTrade)
+    _set(
+        trade,
+        "__dict__",
+        {
+            "ticker": ticker,
+            "side": side,
+            "quantity": quantity,
+            "price": price,
+            "amount": amount,
+            "cost": cost,
+            "purpose": PURPOSES[purpose],
+            "lots": lots,
+            "plan_trade": plan_trade,
+        },
+    )
+    return trade
 
 
 def cents(value: float) -> Decimal:

@@ -5,6 +5,9 @@ docstring of ``portfolios.rebalancer``), written as a direct loop over each acco
 the same float operations in the same order as the vectorised engine (sums are running sums in a stated order),
 so the two agree exactly, not merely to a tolerance; the benchmark times it on a sample for the speed-up.
 
+``exact_trades_reference`` is the exact Decimal boundary as first written (one Decimal operation per step, the
+plan read element by element): the oracle of the fast ``portfolios.rebalancer.exact_trades``.
+
 Owner-wide wash-sale state is the only thing shared between accounts; it is gathered between three passes:
 A (values, triggers, harvest candidates), B (everything that sells) and C (everything that buys).
 """
@@ -12,11 +15,15 @@ A (values, triggers, harvest candidates), B (everything that sells) and C (every
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import numpy as np
 
+from .rebalance import ZERO, buy_cash_effect, floor_shares, sell_cash_effect
 from .rebalancer import (
+    BUY,
     CASH_MARGIN,
     FIFO,
     HIFO,
@@ -26,6 +33,8 @@ from .rebalancer import (
     PURPOSE_SUBSTITUTE,
     PURPOSE_SWITCH_BACK,
     PURPOSE_WITHDRAWAL,
+    PURPOSES,
+    SELL,
     STATUS_DEFERRED,
     STATUS_EMPTY,
     STATUS_IN_BAND,
@@ -43,9 +52,13 @@ from .rebalancer import (
     TRIGGER_WITHDRAWAL,
     BookArrays,
     EnginePolicy,
+    LotPick,
     Plan,
+    PlannedTrade,
     TargetArrays,
     UniverseArrays,
+    _fit_buy,
+    _shares,
     floor_step,
     validate_inputs,
 )
@@ -703,3 +716,102 @@ def reference_plan(
 ) -> Plan:
     """The plan ``rebalance_plan`` must return, computed one account at a time."""
     return _Reference(universe, targets, book, policy, today).run()
+
+
+def exact_trades_reference(
+    plan: Plan,
+    row: int,
+    *,
+    tickers: Sequence[str],
+    lots: Mapping[int, Decimal],
+    holdings: Mapping[str, Decimal],
+    cash: Decimal,
+    prices: Mapping[str, Decimal],
+    cost_rate: Decimal,
+    min_trade: Decimal,
+    reserve: Decimal = ZERO,
+) -> list[PlannedTrade]:
+    """``portfolios.rebalancer.exact_trades`` as first written, one Decimal operation at a time: the oracle the
+    tests hold the fast boundary to (the same trades, field by field and Decimal for Decimal).
+
+    One account's planned trades as exact trades, booked as the broker books them.
+
+    ``lots`` maps lot id to the shares it still holds, ``holdings`` ticker to the shares held, ``reserve`` is
+    cash that must stay (pending withdrawals). Sells come first, in plan order: each lot pick is the planned
+    quantity on the 1e-6 grid (a lot the plan took whole: its exact quantity), never more than the lot or the
+    fund still holds; a sell whose notional is under ``min_trade`` is dropped. A pair's buy (substitute,
+    switch back) spends no more than its kept sells brought in, and is dropped with them. Then the buys, in
+    plan order, scaled down together if they need more than cash - reserve, and each cut further to the
+    largest quantity that keeps cash after it and its cost >= ``reserve``: exactly, with the broker's cent
+    rounding (``buy_cash_effect``); a buy cut under ``min_trade`` is dropped. If the sells leave cash under
+    the reserve, nothing is bought.
+    """
+    if cash < 0 or reserve < 0:
+        raise ValueError("Cash and the reserve must not be negative.")
+    lot_left = dict(lots)
+    held_left = dict(holdings)
+    available = cash
+    result: list[PlannedTrade] = []
+    pair_proceeds: dict[int, Decimal] = {}
+    trades = plan.account_trades(row)
+    for j in trades:
+        if plan.trade_side[j] != SELL:
+            continue
+        ticker = tickers[int(plan.trade_asset[j])]
+        price = prices[ticker]
+        link = int(plan.trade_link[j])
+        if link >= 0:
+            pair_proceeds.setdefault(link, ZERO)
+        picks: list[LotPick] = []
+        room = held_left.get(ticker, ZERO)
+        for s in plan.trade_sales(j):
+            lot_id = int(plan.sale_lot_id[s])
+            left = lot_left.get(lot_id, ZERO)
+            planned = float(plan.sale_quantity[s])
+            want = left if planned >= float(left) else min(_shares(planned), left)
+            want = min(want, room)
+            if want > 0:
+                picks.append(LotPick(lot_id, want))
+                room -= want
+        quantity = sum((pick.quantity for pick in picks), ZERO)
+        if quantity <= 0:
+            continue
+        gross, cost = sell_cash_effect(quantity, price, cost_rate)
+        if gross < min_trade:
+            continue
+        for pick in picks:
+            lot_left[pick.lot_id] = lot_left[pick.lot_id] - pick.quantity
+        held_left[ticker] = held_left.get(ticker, ZERO) - quantity
+        available += gross - cost
+        if link >= 0:
+            pair_proceeds[link] += gross - cost
+        purpose = PURPOSES[int(plan.trade_purpose[j])]
+        result.append(PlannedTrade(ticker, "sell", quantity, price, gross, cost, purpose, tuple(picks), j))
+
+    wanted: dict[int, Decimal] = {}
+    for j in trades:
+        if plan.trade_side[j] != BUY:
+            continue
+        price = prices[tickers[int(plan.trade_asset[j])]]
+        quantity = _shares(float(plan.trade_quantity[j]))
+        if j in pair_proceeds:
+            if pair_proceeds[j] <= 0:
+                continue
+            quantity = min(quantity, floor_shares(pair_proceeds[j] / (price * (1 + cost_rate))))
+        wanted[j] = quantity
+    budget = available - reserve
+    need = sum((q * prices[tickers[int(plan.trade_asset[j])]] * (1 + cost_rate) for j, q in wanted.items()), ZERO)
+    if need > budget:
+        factor = budget / need if budget > 0 else ZERO
+        wanted = {j: floor_shares(q * factor) for j, q in wanted.items()}
+    for j, quantity in wanted.items():
+        ticker = tickers[int(plan.trade_asset[j])]
+        price = prices[ticker]
+        quantity = _fit_buy(quantity, price, cost_rate, available - reserve)
+        gross, cost = buy_cash_effect(quantity, price, cost_rate)
+        if quantity <= 0 or gross < min_trade:
+            continue
+        available -= gross + cost
+        purpose = PURPOSES[int(plan.trade_purpose[j])]
+        result.append(PlannedTrade(ticker, "buy", quantity, price, gross, cost, purpose, (), j))
+    return result

@@ -214,6 +214,74 @@ def test_a_new_account_is_never_held_back_by_a_turnover_limit() -> None:
     np.testing.assert_allclose(target.weights, solve(plain(), 10).weights, atol=1e-9)
 
 
+def test_explanations_reuse_a_relaxed_problem_another_account_already_solved(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given three accounts at level 1 (where the model holds municipal bonds): a low-bracket taxable account and a
+    # Roth IRA exclude MUB for different reasons but with the same numbers, and a Roth IRA with GLD restricted too,
+    # whose restricted-list relaxation is the other IRA's own problem
+    m = market()
+    gamma = risk_aversion_for_level(1)
+    low_bracket = plain(municipal_rate_floor=0.24)
+    roth = plain(account_type="roth_ira")
+    roth_restricted = plain(account_type="roth_ira", exclusions=exclusions_for(MODEL, restricted=["GLD"]))
+    alone = [
+        PersonalTargetSolver(MODEL, CLASSES).solve(c, m.mu, m.sigma, gamma, explain=True)
+        for c in (low_bracket, roth, roth_restricted)
+    ]
+    solver = PersonalTargetSolver(MODEL, CLASSES)
+    calls: list[int] = []
+    original = PersonalTargetSolver._weights
+
+    def counting(self: PersonalTargetSolver, *args: object) -> object:
+        calls.append(1)
+        return original(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(PersonalTargetSolver, "_weights", counting)
+
+    # When one solver explains them one after the other
+    shared = []
+    solves = []
+    for constraints in (low_bracket, roth, roth_restricted):
+        calls.clear()
+        shared.append(solver.solve(constraints, m.mu, m.sigma, gamma, explain=True))
+        solves.append(len(calls))
+
+    # Then every explanation is the one the account gets alone, and the shared problems are not solved again
+    for together, by_itself in zip(shared, alone, strict=True):
+        np.testing.assert_allclose(together.weights, by_itself.weights, atol=1e-9)
+        assert [(b.kind, b.name, b.assets) for b in together.binding] == [
+            (b.kind, b.name, b.assets) for b in by_itself.binding
+        ]
+        for b, c in zip(together.binding, by_itself.binding, strict=True):
+            assert b.cost is not None and c.cost is not None
+            np.testing.assert_allclose(b.cost.relaxed_weights, c.cost.relaxed_weights, atol=1e-9)
+            assert b.cost.objective_gain == pytest.approx(c.cost.objective_gain, abs=1e-10)
+            assert b.cost.expected_return_gain == pytest.approx(c.cost.expected_return_gain, abs=1e-10)
+            assert b.cost.volatility_change == pytest.approx(c.cost.volatility_change, abs=1e-10)
+    assert solves[0] == 1 + len(shared[0].binding)
+    assert solves[1] == 1  # the IRA's relaxations are the low-bracket account's, number for number
+    (restricted,) = [b for b in shared[2].binding if b.name == "compliance restricted list"]
+    assert restricted.cost is not None
+    assert np.array_equal(restricted.cost.relaxed_weights, shared[1].weights)
+    assert solves[2] < 1 + len(shared[2].binding)
+
+
+def test_explanations_are_not_reused_across_markets() -> None:
+    m = market()
+    gamma = risk_aversion_for_level(1)
+    moved = m.mu + np.linspace(-0.01, 0.01, N)
+    solver = PersonalTargetSolver(MODEL, CLASSES)
+    solver.solve(plain(account_type="roth_ira"), m.mu, m.sigma, gamma, explain=True)
+
+    target = solver.solve(plain(account_type="roth_ira"), moved, m.sigma, gamma, explain=True)
+
+    fresh = PersonalTargetSolver(MODEL, CLASSES).solve(
+        plain(account_type="roth_ira"), moved, m.sigma, gamma, explain=True
+    )
+    for b, c in zip(target.binding, fresh.binding, strict=True):
+        assert b.cost is not None and c.cost is not None
+        np.testing.assert_allclose(b.cost.relaxed_weights, c.cost.relaxed_weights, atol=1e-9)
+
+
 # --- refusals -------------------------------------------------------------------------------------
 
 _ALL_BONDS_BUT_TLT = ["AGG", "BIL", "HYG", "IEF", "LQD", "SHY", "TIP"]
