@@ -24,7 +24,7 @@ from portfolios.models import (
 )
 from portfolios.services.accounts import account_deposit
 from portfolios.services.recommendations import order_fill, recommendation_execute
-from tests.services.trading import prices_set, trade
+from tests.services.trading import approve, execute, prices_set, trade
 
 pytestmark = pytest.mark.django_db
 
@@ -249,12 +249,13 @@ def test_a_buy_of_the_same_index_up_to_30_days_after_a_loss_sale_is_washed_but_n
 
 
 def test_an_ira_purchase_washes_a_taxable_loss_without_adding_it_to_any_basis(spy_lot, taxable, ira, carol) -> None:  # type: ignore[no-untyped-def]
-    # given
+    # given: an IRA purchase of VOO approved before the loss (approval would refuse it after)
     prices_set(SOLD, {"SPY": "78"})
-    sale = trade(taxable, carol, SOLD, (SELL, "SPY", "10"))
-    # when: the IRA buys 10 VOO ten days later
     prices_set(date(2026, 10, 15), {"VOO": "79"})
-    replacement = lot_of(trade(ira, carol, date(2026, 10, 15), (BUY, "VOO", "10")))
+    purchase = approve(ira, carol, date(2026, 10, 15), (BUY, "VOO", "10"))
+    sale = trade(taxable, carol, SOLD, (SELL, "SPY", "10"))
+    # when: the IRA buys the 10 VOO ten days later
+    replacement = lot_of(execute(purchase, date(2026, 10, 15)))
     # then: the whole loss is disallowed, and the IRA lot keeps its cost and holding period
     assert gains_of(sale) == [
         (spy_lot.pk, D("10"), D("779.61"), D("1000.50"), D("-220.89"), "short", D("220.89"), replacement.pk)
@@ -299,10 +300,11 @@ def test_a_replacement_lot_serves_several_sales_but_each_share_only_once(taxable
     second = lot_of(trade(taxable, carol, date(2026, 8, 4), (BUY, "SPY", "10")))
     prices_set(SOLD, {"SPY": "78"})
     prices_set(date(2026, 10, 6), {"SPY": "78", "VOO": "78"})
+    purchase = approve(taxable, carol, date(2026, 10, 6), (BUY, "VOO", "15"))  # approved before the losses
     trade(taxable, carol, SOLD, (SELL, "SPY", "10"), lots={0: [{"lot": first.pk, "quantity": "10"}]})
     trade(taxable, carol, date(2026, 10, 6), (SELL, "SPY", "10"))
     # when
-    voo = lot_of(trade(taxable, carol, date(2026, 10, 6), (BUY, "VOO", "15")))
+    voo = lot_of(execute(purchase, date(2026, 10, 6)))
     # then: the earlier sale is washed in full, the later one for 5 shares; VOO carries both losses
     washed = RealizedGain.objects.filter(replacement_lot=voo).order_by("sold_on")
     assert [(g.lot_id, g.quantity, g.wash_sale_disallowed) for g in washed] == [
@@ -323,35 +325,20 @@ def test_a_replacement_lot_replaces_at_most_the_shares_it_still_holds(taxable, i
     trade(ira, carol, date(2026, 8, 4), (SELL, "IVV", "1"))
     # when: the taxable lot is sold at a loss of 50.48 (net 449.77 for a basis of 500.25)
     prices_set(date(2026, 8, 10), {"IVV": "90"})
+    prices_set(date(2026, 8, 20), {"IVV": "91"})
+    purchase = approve(ira, carol, date(2026, 8, 20), (BUY, "IVV", "2"))  # approved before the loss
     sale = trade(taxable, carol, date(2026, 8, 10), (SELL, "IVV", "5"))
     # then: the IRA lot replaces the 4 shares it holds; the fifth stays a loss...
     washed = [(g.quantity, g.gain, g.wash_sale_disallowed, g.replacement_lot_id) for g in gains_of_rows(sale)]
     assert washed == [(D("1"), D("-10.10"), D("0"), None), (D("4"), D("-40.38"), D("40.38"), ira_lot.pk)]
     # ...until another purchase within 30 days replaces it
-    prices_set(date(2026, 8, 20), {"IVV": "91"})
-    later = lot_of(trade(ira, carol, date(2026, 8, 20), (BUY, "IVV", "2")))
+    later = lot_of(execute(purchase, date(2026, 8, 20)))
     washed = [(g.quantity, g.wash_sale_disallowed, g.replacement_lot_id) for g in gains_of_rows(sale)]
     assert washed == [(D("1"), D("10.10"), later.pk), (D("4"), D("40.38"), ira_lot.pk)]
 
 
 def gains_of_rows(rec) -> list[RealizedGain]:  # type: ignore[no-untyped-def]
     return list(RealizedGain.objects.filter(fill__order__recommendation=rec).order_by("id"))
-
-
-def test_execution_settles_pending_withdrawals_when_the_cashflows_service_exists(taxable, carol, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    # given: a stand-in for portfolios/services/cashflows.py (written on another branch)
-    import sys
-    import types
-
-    settled: list[int] = []
-    module = types.ModuleType("portfolios.services.cashflows")
-    module.withdrawals_settle = lambda *, account_id: settled.append(account_id)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "portfolios.services.cashflows", module)
-    prices_set(BOUGHT, {"SPY": "100"})
-    # when
-    trade(taxable, carol, BOUGHT, (BUY, "SPY", "1"))
-    # then
-    assert settled == [taxable.pk]
 
 
 def test_a_fill_dated_before_a_purchase_cannot_sell_its_shares(taxable, carol) -> None:  # type: ignore[no-untyped-def]

@@ -115,6 +115,23 @@ def trade(
     lots: dict[int, list[dict[str, str]]] | None = None,
 ) -> Recommendation:
     """Propose, approve (as the investor's advisor) and execute at ``day``'s closes."""
+    return execute(approve(account, advisor, day, *trades, purpose=purpose, lots=lots), day)
+
+
+def approve(
+    account: Account,
+    advisor: object,
+    day: date,
+    *trades: tuple[str, str, str],
+    purpose: str = TradePurpose.REBALANCE,
+    lots: dict[int, list[dict[str, str]]] | None = None,
+) -> Recommendation:
+    """Propose and approve now; ``execute`` fills it later. Approval refuses a buy that would wash a loss already
+    realized, so a wash sale that happens anyway is a buy approved *before* the loss was realized elsewhere."""
     rec = recommend(account, day, list(trades), purpose=purpose, lots=lots)
-    recommendation_approve(recommendation_id=rec.pk, advisor=advisor, comment="")  # type: ignore[arg-type]
+    return recommendation_approve(recommendation_id=rec.pk, advisor=advisor, comment="")  # type: ignore[arg-type]
+
+
+def execute(rec: Recommendation, day: date) -> Recommendation:
+    """The broker fills an approved recommendation at ``day``'s closes."""
     return recommendation_execute(recommendation_id=rec.pk, market_date=day)

@@ -12,7 +12,7 @@ from portfolios.models import Account, AccountType, TradePurpose
 from portfolios.selectors_tax import TaxTotals, tax_year_summary
 from portfolios.services.accounts import account_deposit
 from profiling.services import preferences_update
-from tests.services.trading import prices_set, trade
+from tests.services.trading import approve, execute, prices_set, trade
 
 pytestmark = pytest.mark.django_db
 
@@ -38,10 +38,12 @@ def year_of_trading(funded_alice, carol):  # type: ignore[no-untyped-def]
     prices_set(date(2026, 8, 3), {"SPY": "100", "VTI": "100"})
     trade(taxable, carol, date(2026, 8, 3), (BUY, "SPY", "10"), (BUY, "VTI", "10"))
     prices_set(date(2026, 10, 5), {"SPY": "78", "VTI": "120"})
+    prices_set(date(2026, 10, 20), {"VOO": "79"})
+    # approved before the harvest (approval would refuse it after), filled 15 days after it: a wash sale anyway
+    purchase = approve(ira, carol, date(2026, 10, 20), (BUY, "VOO", "4"))
     trade(taxable, carol, date(2026, 10, 5), (SELL, "SPY", "10"), purpose=TradePurpose.HARVEST)
     trade(taxable, carol, date(2026, 10, 5), (SELL, "VTI", "5"))
-    prices_set(date(2026, 10, 20), {"VOO": "79"})
-    trade(ira, carol, date(2026, 10, 20), (BUY, "VOO", "4"))
+    execute(purchase, date(2026, 10, 20))
     prices_set(date(2026, 11, 2), {"VOO": "80"})
     trade(ira, carol, date(2026, 11, 2), (SELL, "VOO", "2"))
     prices_set(date(2027, 9, 1), {"VTI": "130"})
