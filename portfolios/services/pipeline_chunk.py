@@ -146,7 +146,8 @@ class _AccountRow:
     terms: InvestorTerms = field(default_factory=InvestorTerms)
     target: PersonalTarget | None = None
     skip: str = ""  # why the engine does not plan this account (counted, not a failure)
-    failure: str = ""
+    failure: str = ""  # why it could not be planned (recorded unless it is skipped anyway)
+    settle_failure: str = ""  # paying its pending withdrawals failed: recorded even when it is skipped
 
 
 @dataclass
@@ -294,6 +295,9 @@ def _arrays(
             missing = sorted(held_without_price[a.id])
             dates = ", ".join(f"{t} (latest close {market.stale[t]})" if t in market.stale else t for t in missing)
             a.failure = f"no usable price on {data.run.market_date} for {dates}"
+        elif a.lot_method not in LOT_METHOD_CODES:
+            # A value outside the field's choices (an admin edit, a bad import): the engine cannot pick lots.
+            a.failure = f"unknown lot method {a.lot_method!r} (one of {', '.join(engine.LOT_METHODS)} expected)"
     planned = [a for a in planned if not a.failure]
     row_of = {a.id: i for i, a in enumerate(planned)}
 
@@ -423,12 +427,16 @@ def pipeline_chunk_process(*, chunk_id: int) -> PipelineChunk:
         t0 = time.perf_counter()
         created = _write(data, proposals, policy_version=version, min_trade=rebalancing.min_trade)
         timings["write_seconds"] = time.perf_counter() - t0
+        for p in proposals:
+            # Recommendations by what triggered them (one may have several triggers: cash and drift, ...).
+            counts.update(f"trigger_{kind}" for kind in sorted({t["type"] for t in p.triggers}))
         for a in data.accounts:
             counts["accounts_seen"] += 1
             if a.skip:
                 counts[a.skip] += 1
-            elif a.failure:
-                data.failures.append({"account": a.id, "name": a.name, "error": a.failure})
+            failure = a.settle_failure or ("" if a.skip else a.failure)
+            if failure:
+                data.failures.append({"account": a.id, "name": a.name, "error": failure})
         counts["recommendations"] += created
         timings["total_seconds"] = time.perf_counter() - started
         chunk.status = ChunkStatus.SUCCEEDED
@@ -448,9 +456,17 @@ def _settle_withdrawals(data: _Chunk) -> None:
     """Pending withdrawals that the cash now covers (a deposit arrived, sells filled) are paid before planning."""
     from .cashflows import withdrawals_settle
 
+    row_of = {a.id: a for a in data.accounts}
     for account_id, pending in list(data.withdrawals.items()):
         if data.cash.get(account_id, ZERO) >= pending[0][1]:
-            paid = withdrawals_settle(account_id=account_id)
+            try:
+                # Its own savepoint: a failure rolls back this account's payment only.
+                paid = withdrawals_settle(account_id=account_id)
+            except Exception as exc:  # one account's bad data fails that account only, named, with the reason
+                logger.exception("pipeline: withdrawals of account %s failed", account_id)
+                failed = row_of[account_id]
+                failed.failure = failed.settle_failure = f"paying its pending withdrawals: {type(exc).__name__}: {exc}"
+                continue
             data.counts["withdrawals_paid"] += len(paid)
             data.cash[account_id] = cash_balances([account_id]).get(account_id, ZERO)
             paid_ids = {w.pk for w in paid}
