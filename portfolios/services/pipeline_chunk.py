@@ -163,6 +163,9 @@ class _Chunk:
     recent_buys: set[tuple[int, int]]
     failures: list[dict[str, object]] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
+    # The chunk's audit events, in the order of its changes: appended to the chain at the end of its transaction
+    # (the chain's lock is held from the first append to the commit: taken early, it would serialize chunks).
+    audit: list[PendingEvent] = field(default_factory=list)
 
 
 def _read(run: PipelineRun, chunk: PipelineChunk, market: _Market, counts: Counter[str]) -> _Chunk:
@@ -244,6 +247,7 @@ def _targets(data: _Chunk) -> None:
             for a in wanted
         ],
         failures=failures,
+        audit_events=data.audit,
     )
     reasons = {}
     for message in failures:
@@ -427,6 +431,9 @@ def pipeline_chunk_process(*, chunk_id: int) -> PipelineChunk:
         t0 = time.perf_counter()
         created = _write(data, proposals, policy_version=version, min_trade=rebalancing.min_trade)
         timings["write_seconds"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        audit_record_many(data.audit)  # last: the chain's lock is held only from here to the commit
+        timings["audit_seconds"] = time.perf_counter() - t0
         for p in proposals:
             # Recommendations by what triggered them (one may have several triggers: cash and drift, ...).
             counts.update(f"trigger_{kind}" for kind in sorted({t["type"] for t in p.triggers}))
@@ -461,12 +468,14 @@ def _settle_withdrawals(data: _Chunk) -> None:
         if data.cash.get(account_id, ZERO) >= pending[0][1]:
             try:
                 # Its own savepoint: a failure rolls back this account's payment only.
-                paid = withdrawals_settle(account_id=account_id)
+                events: list[PendingEvent] = []
+                paid = withdrawals_settle(account_id=account_id, audit_events=events)
             except Exception as exc:  # one account's bad data fails that account only, named, with the reason
                 logger.exception("pipeline: withdrawals of account %s failed", account_id)
                 failed = row_of[account_id]
                 failed.failure = failed.settle_failure = f"paying its pending withdrawals: {type(exc).__name__}: {exc}"
                 continue
+            data.audit.extend(events)
             data.counts["withdrawals_paid"] += len(paid)
             data.cash[account_id] = cash_balances([account_id]).get(account_id, ZERO)
             paid_ids = {w.pk for w in paid}
@@ -808,7 +817,7 @@ def _write(data: _Chunk, proposals: list[_Proposal], *, policy_version: int, min
         ],
         batch_size=5000,
     )
-    audit_record_many(
+    data.audit.extend(
         [
             PendingEvent(
                 action="recommendation.created",
@@ -860,6 +869,7 @@ def _write(data: _Chunk, proposals: list[_Proposal], *, policy_version: int, min
             for rec, p in zip(recommendations, proposals, strict=True)
         ],
         min_trade=min_trade,
+        audit_events=data.audit,
     )
     blocked = [rec_id for rec_id, found in results.items() if any(r.severity == Severity.BLOCK for r in found)]
     if blocked:

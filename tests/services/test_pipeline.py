@@ -31,6 +31,7 @@ from portfolios.models import (
     WithdrawalStatus,
 )
 from portfolios.selectors import market_date_latest
+from portfolios.services import pipeline_chunk
 from portfolios.services.pipeline import PIPELINE_LOCK_KEY, PipelineBusyError, _lock_key, pipeline_run
 from portfolios.services.pipeline_chunk import pipeline_chunk_process
 from tests.conftest import on_postgres
@@ -368,7 +369,7 @@ def test_a_run_counts_accounts_in_band_recommendations_by_trigger_failures_and_t
     assert {t["type"] for t in bob_recommendation.triggers} == {"cash", "drift"}
     chunk = run.chunks.get()
     assert chunk.counts["trigger_cash"] == 1 and chunk.failures == []
-    stages = ("read", "targets", "plan", "exact", "write", "total")
+    stages = ("read", "targets", "plan", "exact", "write", "audit", "total")
     assert set(chunk.timings) == {f"{stage}_seconds" for stage in stages}
     assert set(run.timings) == {
         "validate_seconds",
@@ -378,3 +379,60 @@ def test_a_run_counts_accounts_in_band_recommendations_by_trigger_failures_and_t
         *(f"chunks_{stage}_seconds" for stage in stages),
     }
     assert all(isinstance(seconds, float) and seconds >= 0 for seconds in run.timings.values())
+
+
+# The audit chain's lock is taken at the end of a chunk --------------------------------------------------------
+
+
+def audit_lock_held() -> bool:
+    """Whether this connection holds the audit chain's lock (taken by every append to the chain)."""
+    from compliance.audit import AUDIT_CHAIN_LOCK_KEY
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+            " AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 1 AND granted)",
+            [AUDIT_CHAIN_LOCK_KEY >> 32, AUDIT_CHAIN_LOCK_KEY & 0xFFFFFFFF],
+        )
+        return bool(cursor.fetchone()[0])
+
+
+@pytest.mark.django_db(transaction=True)  # committed set-up: the test's own transaction would hold the lock
+def test_a_chunk_appends_its_audit_events_at_its_end_so_parallel_chunks_do_not_wait_for_each_other(  # type: ignore[no-untyped-def]
+    funded_alice, monkeypatch
+) -> None:
+    from compliance.audit import audit_verify
+
+    if not on_postgres():
+        pytest.skip("the audit chain's lock is a Postgres advisory lock")
+    # given: a withdrawal that waited for cash, covered now (the chunk pays it), and no personal target yet
+    account = funded_alice.accounts.get()
+    withdrawal = WithdrawalRequest.objects.create(account=account, amount=Decimal("500.00"), requested_by=funded_alice)
+    appends: list[tuple[bool, list[str]]] = []  # (lock held before it, actions) per append by the chunk
+    real = pipeline_chunk.audit_record_many
+
+    def append(events: Any, **kwargs: Any) -> int:
+        appends.append((audit_lock_held(), [e.action for e in events]))
+        return real(events, **kwargs)
+
+    monkeypatch.setattr(pipeline_chunk, "audit_record_many", append)
+    # when
+    run = pipeline_run()
+    # then: the withdrawal was paid, the targets built and the recommendation written and checked before the
+    # chunk took the lock, once, at its end, for all of its events
+    assert appends == [
+        (False, ["account.withdrawal", "personal_targets.built", "recommendation.created", "recommendation.checked"])
+    ]
+    withdrawal.refresh_from_db()
+    assert withdrawal.status == WithdrawalStatus.COMPLETED and run.status == RunStatus.SUCCEEDED
+    # the same events as ever, in the order of the changes, committed with the chunk, and the chain intact
+    recommendation = Recommendation.objects.get()
+    events = list(AuditEvent.objects.order_by("id").values_list("action", "object_id"))
+    assert events[-5:] == [
+        ("account.withdrawal", str(account.pk)),
+        ("personal_targets.built", str(run.optimization_run_id)),
+        ("recommendation.created", str(recommendation.pk)),
+        ("recommendation.checked", str(recommendation.pk)),
+        ("pipeline.finished", str(run.pk)),
+    ]
+    assert audit_verify()[1] is None
