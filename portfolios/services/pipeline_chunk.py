@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -470,6 +470,8 @@ def _settle_withdrawals(data: _Chunk) -> None:
                 # Its own savepoint: a failure rolls back this account's payment only.
                 events: list[PendingEvent] = []
                 paid = withdrawals_settle(account_id=account_id, audit_events=events)
+            except OperationalError:
+                raise  # a lost connection or a deadlock is the chunk's: the task retries it
             except Exception as exc:  # one account's bad data fails that account only, named, with the reason
                 logger.exception("pipeline: withdrawals of account %s failed", account_id)
                 failed = row_of[account_id]

@@ -164,6 +164,28 @@ def test_a_held_fund_without_a_recent_price_fails_its_account_in_its_own_chunk( 
     assert any("GONE's latest close" in note for note in run.notes)
 
 
+def test_a_lost_connection_while_paying_a_withdrawal_fails_the_chunk_for_a_retry_not_the_account(  # type: ignore[no-untyped-def]
+    funded_alice, monkeypatch
+) -> None:
+    from portfolios.services import cashflows
+
+    # given: a withdrawal the cash covers, and the database connection drops while it is paid
+    account = funded_alice.accounts.get()
+    WithdrawalRequest.objects.create(account=account, amount=Decimal("500.00"), requested_by=funded_alice)
+
+    def settle(**kwargs: Any) -> list[WithdrawalRequest]:
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(cashflows, "withdrawals_settle", settle)
+    # when
+    run = pipeline_run()
+    # then: a transient fault is the chunk's (its task retries it), not a permanent failure of Alice's account
+    chunk = run.chunks.get()
+    assert chunk.status == ChunkStatus.FAILED and chunk.failures == []
+    assert chunk.error == "OperationalError: server closed the connection unexpectedly"
+    assert run.status == RunStatus.FAILED and not Recommendation.objects.exists()
+
+
 # 2. A failed chunk is reported, retried, and finished by running the date again ---------------------------------
 
 
