@@ -63,10 +63,15 @@ class CheckItem:
 
 
 def recommendations_check_many(
-    items: Sequence[CheckItem], *, min_trade: Decimal, restricted: frozenset[str] | None = None
+    items: Sequence[CheckItem],
+    *,
+    min_trade: Decimal,
+    restricted: frozenset[str] | None = None,
+    audit_events: list[PendingEvent] | None = None,
 ) -> dict[int, list[RuleResult]]:
     """``recommendation_check`` for many recommendations at once (the pipeline's chunks): the same rules and the
-    same findings and audit events, written with two bulk inserts in the caller's transaction."""
+    same findings and audit events, written with two bulk inserts in the caller's transaction (the events
+    appended to ``audit_events`` instead when given: the caller appends them to the chain at its end)."""
     if not items:
         return {}
     rules = default_rules(min_trade=min_trade, max_position_weight=settings.ADVISOR["MAX_POSITION_WEIGHT"])
@@ -87,24 +92,26 @@ def recommendations_check_many(
             ],
             batch_size=5000,
         )
-        audit_record_many(
-            [
-                PendingEvent(
-                    action="recommendation.checked",
-                    object_type="portfolios.recommendation",
-                    object_id=item.recommendation_id,
-                    subject_id=item.subject_id,
-                    payload={
-                        "findings": [
-                            {"rule": r.rule_code, "severity": r.severity, "message": r.message}
-                            for r in results[item.recommendation_id]
-                        ],
-                        "blocked": any(r.severity == Severity.BLOCK for r in results[item.recommendation_id]),
-                    },
-                )
-                for item in items
-            ]
-        )
+        events = [
+            PendingEvent(
+                action="recommendation.checked",
+                object_type="portfolios.recommendation",
+                object_id=item.recommendation_id,
+                subject_id=item.subject_id,
+                payload={
+                    "findings": [
+                        {"rule": r.rule_code, "severity": r.severity, "message": r.message}
+                        for r in results[item.recommendation_id]
+                    ],
+                    "blocked": any(r.severity == Severity.BLOCK for r in results[item.recommendation_id]),
+                },
+            )
+            for item in items
+        ]
+        if audit_events is None:
+            audit_record_many(events)
+        else:
+            audit_events.extend(events)
     return results
 
 

@@ -301,9 +301,16 @@ def account_worth(account_id: int, *, as_of: date | None = None) -> AccountWorth
     )
 
 
-def _pay(withdrawal: WithdrawalRequest, *, actor: User | None, amount: Decimal | None = None) -> CashMovement | None:
+def _pay(
+    withdrawal: WithdrawalRequest,
+    *,
+    actor: User | None,
+    amount: Decimal | None = None,
+    audit_events: list[PendingEvent] | None = None,
+) -> CashMovement | None:
     """Pay a pending withdrawal: the caller holds the account lock and has checked the cash covers ``amount``
-    (default: the whole request; less only when nothing is left to sell, noted on the request)."""
+    (default: the whole request; less only when nothing is left to sell, noted on the request). The audit event
+    is appended to ``audit_events`` when given (the caller appends them to the chain later in its transaction)."""
     paid = withdrawal.amount if amount is None else amount
     now = timezone.now()
     note = "" if paid == withdrawal.amount else f"paid ${paid:,.2f} of ${withdrawal.amount:,.2f}: nothing left to sell"
@@ -320,7 +327,7 @@ def _pay(withdrawal: WithdrawalRequest, *, actor: User | None, amount: Decimal |
         withdrawal=withdrawal,
         description="Withdrawal" + (f" ({note})" if note else ""),
     )
-    audit_record(
+    event = PendingEvent(
         actor=actor,
         action="account.withdrawal",
         object_type="portfolios.account",
@@ -329,6 +336,10 @@ def _pay(withdrawal: WithdrawalRequest, *, actor: User | None, amount: Decimal |
         payload={"amount": paid, "withdrawal_id": withdrawal.pk, "cash_movement_id": movement.pk}
         | ({"requested": withdrawal.amount, "note": note} if note else {}),
     )
+    if audit_events is None:
+        audit_record_many([event])
+    else:
+        audit_events.append(event)
     return movement
 
 
@@ -401,12 +412,13 @@ def withdrawal_cancel(*, withdrawal_id: int, actor: User) -> WithdrawalRequest:
     return withdrawal
 
 
-def withdrawals_settle(*, account_id: int) -> list[WithdrawalRequest]:
+def withdrawals_settle(*, account_id: int, audit_events: list[PendingEvent] | None = None) -> list[WithdrawalRequest]:
     """Pay the account's pending withdrawals, oldest first, while the cash covers them; return those paid.
 
     Stops at the first one the cash does not cover (a later, smaller one does not jump the queue). Safe to call
     any time and more than once: each withdrawal is paid at most once (account lock, compare-and-set of its
-    status, one-to-one ledger entry).
+    status, one-to-one ledger entry). With ``audit_events`` the payments' events are appended there, for a
+    caller (the pipeline's chunk) that appends them to the chain at the end of its own transaction.
     """
     with transaction.atomic():
         account_lock(account_id)
@@ -426,11 +438,11 @@ def withdrawals_settle(*, account_id: int) -> list[WithdrawalRequest]:
                 if (
                     cash > 0
                     and _nothing_left_to_sell(account_id)
-                    and _pay(withdrawal, actor=None, amount=cash) is not None
+                    and _pay(withdrawal, actor=None, amount=cash, audit_events=audit_events) is not None
                 ):
                     paid.append(withdrawal)
                 break
-            if _pay(withdrawal, actor=None) is not None:
+            if _pay(withdrawal, actor=None, audit_events=audit_events) is not None:
                 cash -= withdrawal.amount
                 paid.append(withdrawal)
         return paid

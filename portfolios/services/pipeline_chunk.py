@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -146,7 +146,8 @@ class _AccountRow:
     terms: InvestorTerms = field(default_factory=InvestorTerms)
     target: PersonalTarget | None = None
     skip: str = ""  # why the engine does not plan this account (counted, not a failure)
-    failure: str = ""
+    failure: str = ""  # why it could not be planned (recorded unless it is skipped anyway)
+    settle_failure: str = ""  # paying its pending withdrawals failed: recorded even when it is skipped
 
 
 @dataclass
@@ -162,6 +163,9 @@ class _Chunk:
     recent_buys: set[tuple[int, int]]
     failures: list[dict[str, object]] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
+    # The chunk's audit events, in the order of its changes: appended to the chain at the end of its transaction
+    # (the chain's lock is held from the first append to the commit: taken early, it would serialize chunks).
+    audit: list[PendingEvent] = field(default_factory=list)
 
 
 def _read(run: PipelineRun, chunk: PipelineChunk, market: _Market, counts: Counter[str]) -> _Chunk:
@@ -243,6 +247,7 @@ def _targets(data: _Chunk) -> None:
             for a in wanted
         ],
         failures=failures,
+        audit_events=data.audit,
     )
     reasons = {}
     for message in failures:
@@ -294,6 +299,9 @@ def _arrays(
             missing = sorted(held_without_price[a.id])
             dates = ", ".join(f"{t} (latest close {market.stale[t]})" if t in market.stale else t for t in missing)
             a.failure = f"no usable price on {data.run.market_date} for {dates}"
+        elif a.lot_method not in LOT_METHOD_CODES:
+            # A value outside the field's choices (an admin edit, a bad import): the engine cannot pick lots.
+            a.failure = f"unknown lot method {a.lot_method!r} (one of {', '.join(engine.LOT_METHODS)} expected)"
     planned = [a for a in planned if not a.failure]
     row_of = {a.id: i for i, a in enumerate(planned)}
 
@@ -423,12 +431,19 @@ def pipeline_chunk_process(*, chunk_id: int) -> PipelineChunk:
         t0 = time.perf_counter()
         created = _write(data, proposals, policy_version=version, min_trade=rebalancing.min_trade)
         timings["write_seconds"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        audit_record_many(data.audit)  # last: the chain's lock is held only from here to the commit
+        timings["audit_seconds"] = time.perf_counter() - t0
+        for p in proposals:
+            # Recommendations by what triggered them (one may have several triggers: cash and drift, ...).
+            counts.update(f"trigger_{kind}" for kind in sorted({t["type"] for t in p.triggers}))
         for a in data.accounts:
             counts["accounts_seen"] += 1
             if a.skip:
                 counts[a.skip] += 1
-            elif a.failure:
-                data.failures.append({"account": a.id, "name": a.name, "error": a.failure})
+            failure = a.settle_failure or ("" if a.skip else a.failure)
+            if failure:
+                data.failures.append({"account": a.id, "name": a.name, "error": failure})
         counts["recommendations"] += created
         timings["total_seconds"] = time.perf_counter() - started
         chunk.status = ChunkStatus.SUCCEEDED
@@ -448,9 +463,21 @@ def _settle_withdrawals(data: _Chunk) -> None:
     """Pending withdrawals that the cash now covers (a deposit arrived, sells filled) are paid before planning."""
     from .cashflows import withdrawals_settle
 
+    row_of = {a.id: a for a in data.accounts}
     for account_id, pending in list(data.withdrawals.items()):
         if data.cash.get(account_id, ZERO) >= pending[0][1]:
-            paid = withdrawals_settle(account_id=account_id)
+            try:
+                # Its own savepoint: a failure rolls back this account's payment only.
+                events: list[PendingEvent] = []
+                paid = withdrawals_settle(account_id=account_id, audit_events=events)
+            except OperationalError:
+                raise  # a lost connection or a deadlock is the chunk's: the task retries it
+            except Exception as exc:  # one account's bad data fails that account only, named, with the reason
+                logger.exception("pipeline: withdrawals of account %s failed", account_id)
+                failed = row_of[account_id]
+                failed.failure = failed.settle_failure = f"paying its pending withdrawals: {type(exc).__name__}: {exc}"
+                continue
+            data.audit.extend(events)
             data.counts["withdrawals_paid"] += len(paid)
             data.cash[account_id] = cash_balances([account_id]).get(account_id, ZERO)
             paid_ids = {w.pk for w in paid}
@@ -792,7 +819,7 @@ def _write(data: _Chunk, proposals: list[_Proposal], *, policy_version: int, min
         ],
         batch_size=5000,
     )
-    audit_record_many(
+    data.audit.extend(
         [
             PendingEvent(
                 action="recommendation.created",
@@ -844,6 +871,7 @@ def _write(data: _Chunk, proposals: list[_Proposal], *, policy_version: int, min
             for rec, p in zip(recommendations, proposals, strict=True)
         ],
         min_trade=min_trade,
+        audit_events=data.audit,
     )
     blocked = [rec_id for rec_id, found in results.items() if any(r.severity == Severity.BLOCK for r in found)]
     if blocked:

@@ -26,7 +26,7 @@ import numpy as np
 from django.db import transaction
 from django.db.models import OuterRef, Subquery
 
-from compliance.audit import audit_record
+from compliance.audit import PendingEvent, audit_record_many
 from compliance.services import restricted_tickers
 from profiling.models import Preferences
 
@@ -141,12 +141,14 @@ def personal_targets_build(
     optimization_run: OptimizationRun,
     accounts_with_levels: Sequence[tuple[Account, int]],
     failures: list[str] | None = None,
+    audit_events: list[PendingEvent] | None = None,
 ) -> dict[int, PersonalTarget]:
     """The personal target of each account (at its effective risk level) for ``optimization_run``.
 
     Targets are shared per (run, signature, level): a stored one is reused, a missing one is solved once for
     all the accounts that need it. An account whose constraints no portfolio satisfies gets no target; why is
-    appended to ``failures``, naming the account. One audit event records each batch that stored new targets.
+    appended to ``failures``, naming the account. One audit event records each batch that stored new targets
+    (appended to ``audit_events`` when given, for a caller that appends them to the chain at its end).
     """
     failures = [] if failures is None else failures
     if not accounts_with_levels:
@@ -205,18 +207,24 @@ def personal_targets_build(
         if rows:
             new_keys = {(r.signature, r.risk_level) for r in rows}
             with transaction.atomic():
-                # ignore_conflicts: a concurrent chunk of the same run may store some first.
+                # ignore_conflicts: a concurrent chunk of the same run may store some first. In key order, so
+                # two chunks storing some of the same targets wait for each other without a deadlock.
+                rows.sort(key=lambda r: (r.signature, r.risk_level))
                 PersonalTarget.objects.bulk_create(rows, ignore_conflicts=True)
-                audit_record(
-                    actor=None,
+                event = PendingEvent(
                     action="personal_targets.built",
-                    obj=optimization_run,
+                    object_type=optimization_run._meta.label_lower,
+                    object_id=optimization_run.pk,
                     payload={
                         "targets": len(rows),
                         "accounts": sum(1 for key in key_of.values() if key in new_keys),
                         "binding": sorted({b["kind"] for r in rows for b in r.binding}),
                     },
                 )
+                if audit_events is None:
+                    audit_record_many([event])
+                else:
+                    audit_events.append(event)
             stored = {
                 (t.signature, t.risk_level): t
                 for t in PersonalTarget.objects.filter(optimization_run=optimization_run, signature__in=signatures)

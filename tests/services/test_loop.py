@@ -61,6 +61,8 @@ def test_pipeline_builds_model_portfolios_and_proposes_investing_new_cash(funded
         "chunks": 1,
         "recommendations": 1,
         "recommendations_invest_cash": 1,
+        "trigger_cash": 1,
+        "trigger_drift": 1,
         "failures": 0,
     }
     optimization = OptimizationRun.objects.get()
