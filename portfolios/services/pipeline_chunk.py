@@ -51,6 +51,7 @@ from ..models import (
     RecommendationKind,
     RecommendationStatus,
     Trade,
+    TradeSide,
     WithdrawalRequest,
     WithdrawalStatus,
 )
@@ -216,6 +217,24 @@ def _read(run: PipelineRun, chunk: PipelineChunk, market: _Market, counts: Count
             account__owner__id__range=owners, acquired_on__gte=since, acquired_on__lte=run.market_date
         ).values_list("account__owner_id", "asset_id")
     }
+    # Trades still waiting for the advisor or the broker count as if done: a loss sale another account of the
+    # investor was proposed yesterday, or a buy it was approved, would otherwise be washed by today's proposal
+    # (approval re-checks, but a proposal it must refuse only wastes the advisor's time).
+    for owner, asset_id, side, gain, account_type in Trade.objects.filter(
+        recommendation__account__owner__id__range=owners, recommendation__status__in=OPEN_STATUSES
+    ).values_list(
+        "recommendation__account__owner_id",
+        "asset_id",
+        "side",
+        "estimated_gain",
+        "recommendation__account__account_type",
+    ):
+        if asset_id not in market.index_of:
+            continue
+        if side == TradeSide.BUY:
+            recent_buys.add((owner, market.index_of[asset_id]))
+        elif gain < 0 and account_type == AccountType.TAXABLE:
+            loss_sold.add((owner, market.index_of[asset_id]))
     busy = set(
         Recommendation.objects.filter(**by_account, status__in=OPEN_STATUSES).values_list("account_id", flat=True)
     )
@@ -746,6 +765,16 @@ def _triggers(
     return found
 
 
+def investor_constraints(target: PersonalTarget | None) -> tuple[str, ...]:
+    """The constraints of the investor or the account that shape ``target``, in plain words, for compliance.
+
+    Only what removes assets for them (ESG screens, the restricted list, no municipal bonds where they do not
+    help) excuses a target below its level's volatility band; house limits at their bound are the model's own
+    choice and never do."""
+    rows = target.binding if target is not None else []
+    return tuple(binding_sentence(b) for b in rows if b["kind"] == "exclusion")
+
+
 def _write(data: _Chunk, proposals: list[_Proposal], *, policy_version: int, min_trade: Decimal) -> int:
     """Recommendations, trades, findings and audit events of the chunk, in bulk; returns how many were made."""
     if not proposals:
@@ -863,9 +892,7 @@ def _write(data: _Chunk, proposals: list[_Proposal], *, policy_version: int, min
                     trades=[TradeLine(t.ticker, t.side, t.quantity, t.price, t.cash_effect) for t in p.trades],
                     target_volatility=float(p.account.target.volatility) if p.account.target else 0.0,
                     wash_sale_blocked=p.wash_blocked,
-                    investor_constraints=tuple(
-                        binding_sentence(b) for b in (p.account.target.binding if p.account.target else [])
-                    ),
+                    investor_constraints=investor_constraints(p.account.target),
                 ),
             )
             for rec, p in zip(recommendations, proposals, strict=True)

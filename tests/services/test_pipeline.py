@@ -458,3 +458,22 @@ def test_a_chunk_appends_its_audit_events_at_its_end_so_parallel_chunks_do_not_w
         ("pipeline.finished", str(run.pk)),
     ]
     assert audit_verify()[1] is None
+
+
+def test_only_exclusions_excuse_a_target_below_its_band() -> None:
+    from portfolios.models import PersonalTarget
+    from portfolios.services.pipeline_chunk import investor_constraints
+
+    def row(kind: str, label: str, assets: list[str]) -> dict[str, object]:
+        return {"kind": kind, "label": label, "assets": assets, "expected_return_cost": None, "volatility_cost": None}
+
+    target = PersonalTarget(
+        binding=[
+            row("exclusion", "Your exclusion of tobacco", ["VTI", "VEA"]),
+            row("class_maximum", "Commodities at most 10%", ["DBC"]),
+            row("asset_maximum", "At most 35% per fund", ["AGG"]),
+        ]
+    )
+    assert investor_constraints(target) == ("Your exclusion of tobacco removes VTI and VEA.",)
+    assert investor_constraints(PersonalTarget(binding=[row("class_maximum", "Commodities", ["DBC"])])) == ()
+    assert investor_constraints(None) == ()

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from advisor.errors import InvalidStateError
-from portfolios.models import Account, AccountType, Recommendation, RecommendationStatus
+from portfolios.models import Account, AccountType, Price, Recommendation, RecommendationStatus
 from portfolios.services.accounts import account_deposit
 from portfolios.services.recommendations import recommendation_approve, wash_sale_conflicts
 from tests.services.trading import prices_set, recommend, trade
@@ -72,3 +72,27 @@ def test_a_buy_within_30_days_of_a_realized_loss_is_refused_and_allowed_after(ac
     prices_set(DAY_3, {"VTI": "95"})
     later = recommend(ira, DAY_3, [("buy", "VTI", "10")])
     assert wash_sale_conflicts(later) == []
+
+
+def test_the_pipeline_does_not_propose_a_buy_another_accounts_open_harvest_would_wash(accounts) -> None:  # type: ignore[no-untyped-def]
+    from portfolios.services.pipeline import pipeline_run
+
+    taxable, ira = accounts
+    # given: yesterday's harvest of the VTI loss waits for the advisor in the taxable account
+    harvest = recommend(taxable, DAY_2, [("sell", "VTI", "100"), ("buy", "ITOT", "200")])
+    harvest.trades.filter(side="sell").update(estimated_gain=D("-1005.00"))
+    # when: the pipeline invests the IRA's $20,000 (the other funds close as on the last shipped day)
+    for day in (DAY_1, DAY_2):
+        priced = set(Price.objects.filter(date=day).values_list("asset_id", flat=True))
+        Price.objects.bulk_create(
+            Price(asset_id=p.asset_id, date=day, close=p.close)
+            for p in Price.objects.filter(date=date(2026, 7, 31)).exclude(asset_id__in=priced)
+        )
+    pipeline_run(market_date=DAY_2)
+    # then: the IRA buys US stocks, but not VTI (the same index as the pending loss sale), so the advisor is
+    # not handed a proposal that approval would have to refuse
+    proposal = Recommendation.objects.get(account=ira, market_date=DAY_2)
+    bought = set(proposal.trades.filter(side="buy").values_list("asset__ticker", flat=True))
+    assert bought and "VTI" not in bought
+    assert wash_sale_conflicts(proposal) == []
+    assert Recommendation.objects.filter(account=taxable, market_date=DAY_2).get() == harvest
