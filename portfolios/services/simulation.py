@@ -322,9 +322,7 @@ def _measure(run: PipelineRun, market_date: date) -> tuple[Decimal, float, float
         wanted: dict[str, Decimal] = {}
         for ticker, weight in target.weights.items():
             wanted[class_of_ticker[ticker]] = wanted.get(class_of_ticker[ticker], ZERO) + Decimal(weight)
-        gap = sum(
-            (abs(by_class.get(c, ZERO) / value - wanted.get(c, ZERO)) for c in set(by_class) | set(wanted)), ZERO
-        )
+        gap = sum((abs(by_class.get(c, ZERO) / value - wanted.get(c, ZERO)) for c in set(by_class) | set(wanted)), ZERO)
         drifts.append(float((gap + account_cash / value) / 2))
     mean = round(sum(drifts) / len(drifts), 6) if drifts else 0.0
     return total, mean, round(max(drifts, default=0.0), 6), len(drifts)
@@ -408,7 +406,10 @@ def market_dates(*, date_from: date, date_to: date) -> list[date]:
             f"--to {date_to} is before --from {date_from}.", fields={"to": "Choose a date on or after --from."}
         )
     dates = list(
-        Price.objects.filter(date__range=(date_from, date_to)).values_list("date", flat=True).distinct().order_by("date")
+        Price.objects.filter(date__range=(date_from, date_to))
+        .values_list("date", flat=True)
+        .distinct()
+        .order_by("date")
     )
     if not dates:
         bounds = Price.objects.aggregate(first=Min("date"), last=Max("date"))
@@ -584,4 +585,3 @@ def simulation_summary(*, book: str, date_from: date, date_to: date) -> Summary:
         final_value=values[-1] if values else ZERO,
         months=tuple(months),
     )
-

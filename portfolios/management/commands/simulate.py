@@ -1,5 +1,6 @@
 import time
 from datetime import date
+from decimal import Decimal
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -32,8 +33,8 @@ def _date(value: str) -> date:
         raise ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from None
 
 
-def _money(amount: object) -> str:
-    return f"${amount:,.2f}"
+def _money(amount: Decimal) -> str:
+    return f"-${-amount:,.2f}" if amount < 0 else f"${amount:,.2f}"
 
 
 def _pct(fraction: float) -> str:
@@ -99,7 +100,8 @@ class Command(BaseCommand):
     def _summary(self, s: Summary, elapsed: float) -> None:
         write = self.stdout.write
         write("")
-        write(f"summary of {s.book}: {s.days} market dates from {s.date_from} to {s.date_to}")
+        dates = "market date" if s.days == 1 else "market dates"
+        write(f"summary of {s.book}: {s.days} {dates} from {s.date_from} to {s.date_to}")
         write(f"  book                {s.investors} investors, {s.accounts} accounts")
         kinds = ", ".join(f"{KIND_LABELS.get(k, k)} {n}" for k, n in s.recommendations.items()) or "none"
         write(f"  recommendations     {sum(s.recommendations.values())} ({kinds}); approved {s.approved}, "
