@@ -21,6 +21,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db.models import Sum
 
+from advisor.errors import InvalidStateError
 from compliance.models import AuditEvent
 from portfolios.models import (
     LIVE_BOOK,
@@ -35,6 +36,7 @@ from portfolios.models import (
     RecommendationStatus,
 )
 from portfolios.services.pipeline import pipeline_run
+from portfolios.services.recommendations import recommendation_approve
 from portfolios.services.simulation import (
     SimulationError,
     book_advisor,
@@ -44,6 +46,7 @@ from portfolios.services.simulation import (
     synthetic_investors,
 )
 from tests.market import DATA
+from tests.services.trading import recommend, trade
 
 pytestmark = pytest.mark.django_db
 
@@ -208,3 +211,17 @@ def test_the_command_refuses_bad_input_and_writes_nothing(market_data, arguments
     with pytest.raises(CommandError, match=message):
         call_command("simulate", *arguments, stdout=StringIO())
     assert not Account.objects.exists() and not PipelineRun.objects.exists()
+
+
+def test_a_replayed_approval_checks_the_wash_sale_window_of_the_replayed_day(history_2020, funded_alice, carol) -> None:  # type: ignore[no-untyped-def]
+    # given Alice sold SPY at a loss on 2020-03-09, and a recommendation of 2020-03-16 buys it back
+    account = Account.objects.get(owner=funded_alice)
+    trade(account, carol, date(2020, 2, 3), ("buy", "SPY", "10"))
+    trade(account, carol, date(2020, 3, 9), ("sell", "SPY", "10"))
+    assert RealizedGain.objects.get(account=account).gain < 0
+    rec = recommend(account, date(2020, 3, 16), [("buy", "SPY", "1")])
+    # when the simulation approves it as of the replayed day, then the loss of a week before is seen
+    with pytest.raises(InvalidStateError, match="wash"):
+        recommendation_approve(recommendation_id=rec.pk, advisor=carol, as_of=date(2020, 3, 16))
+    rec.refresh_from_db()
+    assert rec.status == RecommendationStatus.PENDING and not rec.orders.exists()
