@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -156,8 +157,9 @@ def book_advisor(book: str) -> User | None:
 def simulation_book_create(*, book: str = SIMULATION_BOOK, accounts: int = DEFAULT_ACCOUNTS,
                            seed: int = DEFAULT_SEED) -> User:  # fmt: skip
     """Create the synthetic book if it is not there yet (investor by investor, each in one transaction, so an
-    interrupted creation completes on the next call); return its advisor. A book that exists with another
-    number of accounts is refused: its history would no longer match ``accounts``."""
+    interrupted creation completes on the next call); return its advisor. A book that holds more accounts, or
+    other than ``accounts`` once it has been replayed, is refused: its history would no longer match. An
+    existing investor is not checked against ``seed``: a book keeps the seed it was created with."""
     from advisor.services import investor_assign_advisor
     from profiling.services import profile_submit
     from profiling.services.profile import profile_override
@@ -170,9 +172,10 @@ def simulation_book_create(*, book: str = SIMULATION_BOOK, accounts: int = DEFAU
         raise SimulationError("Invalid book name.", fields={"book": "1 to 32 characters."})
     plan = synthetic_investors(accounts=accounts, seed=seed)
     existing = Account.objects.filter(book=book).count()
-    if existing > accounts:
+    # Growing a book that has been replayed would change its history; completing an interrupted creation is fine.
+    if existing > accounts or (existing != accounts and PipelineRun.objects.filter(book=book).exists()):
         raise SimulationError(
-            f"The book {book!r} already holds {existing} accounts, more than {accounts}.",
+            f"The book {book!r} already holds {existing} accounts, not {accounts}.",
             fields={"accounts": f"Use --accounts {existing}, or another --book."},
         )
     admin = _user(_email(book, "admin"), f"Simulation admin ({book})", Role.ADMIN)
@@ -332,8 +335,6 @@ def simulation_day(
     *, book: str, market_date: date, advisor: User, auto_approve: bool, progress: Progress | None = None
 ) -> DayResult:
     """Replay one market date for the book (see the module's docstring); a settled date is skipped."""
-    import time
-
     run = PipelineRun.objects.filter(book=book, market_date=market_date).first()
     if run is not None and run.status == RunStatus.SUCCEEDED:
         payload = _settled(run)

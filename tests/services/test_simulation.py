@@ -194,6 +194,10 @@ def test_a_book_cannot_be_the_live_one_or_change_size(history_2020) -> None:  # 
     assert Account.objects.filter(book="sim-size").count() == 3
     with pytest.raises(SimulationError, match="already holds 3 accounts"):
         simulation_book_create(book="sim-size", accounts=2)
+    pipeline_run(market_date=INVEST, book="sim-size")
+    with pytest.raises(SimulationError, match="already holds 3 accounts"):
+        simulation_book_create(book="sim-size", accounts=4)  # a replayed book does not grow
+    assert Account.objects.filter(book="sim-size").count() == 3
     assert not Account.objects.filter(book=LIVE_BOOK).exists()
 
 
