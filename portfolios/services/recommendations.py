@@ -68,14 +68,15 @@ def _wash_group(ticker: str, tracks_index: str) -> str:
     return tracks_index or ticker
 
 
-def wash_sale_conflicts(recommendation: Recommendation) -> list[str]:
+def wash_sale_conflicts(recommendation: Recommendation, *, as_of: date | None = None) -> list[str]:
     """Why executing ``recommendation`` now would break the wash-sale rule across the investor's accounts, in
     plain words (empty: it would not). A buy conflicts with a loss realized in a taxable account of the investor
     in the last 30 days, or with a loss sale another open (pending or approved) recommendation proposes; a loss
     sale of a taxable account conflicts with a buy another open recommendation proposes. Same group = the same
-    tracked index (``Asset.tracks_index``)."""
+    tracked index (``Asset.tracks_index``). ``as_of`` is the market date of the decision (default: the latest; a
+    replay of history passes the day it replays)."""
     owner_id = recommendation.account.owner_id
-    today = market_date_latest() or recommendation.market_date
+    today = as_of or market_date_latest() or recommendation.market_date
     since = today - timedelta(days=WASH_SALE_DAYS)
     mine = list(recommendation.trades.select_related("asset"))
     taxable = recommendation.account.account_type == AccountType.TAXABLE
@@ -123,8 +124,11 @@ def wash_sale_conflicts(recommendation: Recommendation) -> list[str]:
     return conflicts
 
 
-def recommendation_approve(*, recommendation_id: int, advisor: User, comment: str = "") -> Recommendation:
-    """Approve a pending recommendation: its orders are created now and filled by a worker after commit."""
+def recommendation_approve(
+    *, recommendation_id: int, advisor: User, comment: str = "", as_of: date | None = None
+) -> Recommendation:
+    """Approve a pending recommendation: its orders are created now and filled by a worker after commit.
+    ``as_of``: the market date of the decision for the wash-sale check (default: the latest market date)."""
     from ..tasks import execute_recommendation
 
     comment = comment.strip()
@@ -143,7 +147,7 @@ def recommendation_approve(*, recommendation_id: int, advisor: User, comment: st
             raise InvalidStateError("Compliance blocked this recommendation; it cannot be approved.")
         if recommendation.status != RecommendationStatus.PENDING:
             raise InvalidStateError(f"This recommendation is {recommendation.get_status_display().lower()}.")
-        conflicts = wash_sale_conflicts(recommendation)
+        conflicts = wash_sale_conflicts(recommendation, as_of=as_of)
         if conflicts:
             # The pipeline's check saw only what had happened when it ran: another account of the investor may
             # have sold at a loss, or been proposed a conflicting trade, since.
