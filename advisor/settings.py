@@ -263,6 +263,9 @@ ADVISOR = {
     "MAX_POSITION_WEIGHT": _decimal("ADVISOR_MAX_POSITION_WEIGHT", default="0.40"),
     # The nightly pipeline fans out over chunks of about this many accounts (never splitting an investor).
     "PIPELINE_CHUNK_SIZE": env.int("ADVISOR_PIPELINE_CHUNK_SIZE", default=2000),
+    # A pending or blocked recommendation older than this many days expires at the next pipeline run: its trades
+    # were sized at prices that have moved, and while it is open its account gets no fresh proposal.
+    "RECOMMENDATION_MAX_AGE_DAYS": env.int("ADVISOR_RECOMMENDATION_MAX_AGE_DAYS", default=7),
 }
 
 # --- Security (production) ----------------------------------------------------------------

@@ -502,6 +502,7 @@ class RecommendationStatus(models.TextChoices):
     APPROVED = "approved", "Approved, executing"
     REJECTED = "rejected", "Rejected"
     EXECUTED = "executed", "Executed"
+    EXPIRED = "expired", "Expired: prices moved on"
 
 
 class Recommendation(models.Model):

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from advisor.errors import InvalidInputError, InvalidStateError, NotAllowedError
 from advisor.models import User
-from compliance.audit import audit_record
+from compliance.audit import PendingEvent, audit_record, audit_record_many
 from compliance.models import Severity
 from profiling.selectors import profile_current
 
@@ -419,3 +419,42 @@ def recommendation_execute(*, recommendation_id: int, market_date: date | None =
     _withdrawals_settle(recommendation.account_id)
     recommendation.refresh_from_db()
     return recommendation
+
+
+def recommendations_expire(*, book: str, market_date: date) -> int:
+    """Expire the book's pending and blocked recommendations proposed more than ``RECOMMENDATION_MAX_AGE_DAYS``
+    before ``market_date``: their trades were sized at closes that have moved on, and while one is open its
+    account gets no fresh proposal. Approved ones are the broker's and stay. Each expiry is audited (one chain
+    append for all); a recommendation an advisor is deciding at the same moment is either decided or expired,
+    never both (rows locked, status re-checked). Returns how many expired."""
+    cutoff = market_date - timedelta(days=settings.ADVISOR["RECOMMENDATION_MAX_AGE_DAYS"])
+    open_statuses = (RecommendationStatus.PENDING, RecommendationStatus.BLOCKED)
+    with transaction.atomic():
+        stale = list(
+            Recommendation.objects.select_for_update()
+            .filter(account__book=book, status__in=open_statuses, market_date__lt=cutoff)
+            .order_by("pk")
+            .values_list("pk", "status", "market_date", "account__owner_id")
+        )
+        if not stale:
+            return 0
+        now = timezone.now()
+        Recommendation.objects.filter(pk__in=[pk for pk, *_ in stale], status__in=open_statuses).update(
+            status=RecommendationStatus.EXPIRED,
+            decided_at=now,
+            decision_comment=f"Expired on {market_date}: proposed more than "
+            f"{settings.ADVISOR['RECOMMENDATION_MAX_AGE_DAYS']} days earlier, at prices that have moved on.",
+        )
+        audit_record_many(
+            [
+                PendingEvent(
+                    action="recommendation.expired",
+                    object_type="portfolios.recommendation",
+                    object_id=pk,
+                    subject_id=owner_id,
+                    payload={"old_status": status, "proposed_on": proposed_on, "expired_on": market_date},
+                )
+                for pk, status, proposed_on, owner_id in stale
+            ]
+        )
+    return len(stale)
