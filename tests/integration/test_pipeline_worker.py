@@ -7,27 +7,31 @@ chunk writes a recommendation for; an order it is about to fill), waits until Po
 session blocked by that lock, and then kills the whole process group. The killed session's transaction is rolled
 back when the lock is released, exactly as when a machine dies mid-write; its task stays unacknowledged in Redis
 (``acks_late``) until the visibility timeout, so the date is completed by running it again (``run_pipeline
---date D``: the pending chunks are dispatched again) on a new worker, and the executions by delivering their
-tasks again (what the next pipeline's finish does for approvals older than ``REQUEUE_AFTER``).
+--date D --async``: the pending chunks are dispatched again) on a new worker, and the executions by the next
+pipeline run's finish (it re-queues approvals older than ``REQUEUE_AFTER``).
 """
 
 from __future__ import annotations
 
 import ctypes
+import io
 import os
 import signal
 import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import psycopg
 import pytest
 from django.conf import settings
+from django.core.management import call_command
 from django.db import connection
 from django.db.models import Count, Sum
+from django.utils import timezone
 
 from compliance.audit import AUDIT_CHAIN_LOCK_KEY, audit_verify
 from compliance.models import AuditEvent
@@ -46,6 +50,7 @@ from portfolios.models import (
     Trade,
 )
 from portfolios.selectors import market_date_latest
+from portfolios.services.pipeline import REQUEUE_AFTER
 from tests.conftest import IN_CI, on_postgres, redis_available
 from tests.factories import BALANCED_ANSWERS, InvestorFactory
 from tests.integration.test_worker_loop import SENTINEL_DATE, wait_for
@@ -304,8 +309,7 @@ def test_worker_killed_mid_date_then_rerun_processes_every_account_once(workers,
     # A new worker; the date is run again (run_pipeline --date D --async): the pending chunks are dispatched
     # again. Chunks 3 and 4 are now delivered twice (their first tasks were still queued): each runs once.
     second = workers.start()
-    again = pipeline_run(market_date=market_date, dispatch="celery")
-    assert again.pk == run.pk
+    call_command("run_pipeline", "--date", market_date.isoformat(), "--async", stdout=io.StringIO())
     until(lambda: PipelineRun.objects.filter(pk=run.pk).exclude(status=RunStatus.RUNNING).exists(), "the run")
     drain()  # every duplicate delivery has been consumed
 
@@ -360,10 +364,20 @@ def test_worker_killed_mid_date_then_rerun_processes_every_account_once(workers,
     assert Recommendation.objects.get(pk=stuck.pk).status == RecommendationStatus.APPROVED
     assert not Fill.objects.filter(order__recommendation=approved[3]).exists()
 
-    # A new worker; every approved execution is delivered again (twice for good measure).
+    # A new worker. Time passes (the approvals are made older than REQUEUE_AFTER), and the next pipeline run
+    # (here the date scanned again: run_pipeline --date D --rerun --async) re-queues every execution still
+    # approved when it finishes (the task the killed worker held stays unacknowledged in Redis). Each of the four
+    # is also delivered once more, executed or not.
     workers.start()
+    Recommendation.objects.filter(pk__in=[r.pk for r in approved]).update(
+        decided_at=timezone.now() - REQUEUE_AFTER - timedelta(minutes=1)
+    )
+    call_command("run_pipeline", "--date", market_date.isoformat(), "--rerun", "--async", stdout=io.StringIO())
+    until(lambda: PipelineRun.objects.filter(pk=run.pk, status=RunStatus.SUCCEEDED).exists(), "the re-scan")
+    # Only the third: the fourth's task was still queued, and the new worker took it before the re-scan's chunks.
+    assert PipelineRun.objects.get(pk=run.pk).counts["executions_requeued"] == 1
+    assert Recommendation.objects.count() == INVESTORS  # the re-scan found every account already recommended
     for rec in approved:
-        execute_recommendation.delay(rec.pk)
         execute_recommendation.delay(rec.pk)
     drain()
 
