@@ -35,7 +35,7 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Max
 from django.utils import timezone
 
-from advisor.errors import InvalidInputError, InvalidStateError
+from advisor.errors import DomainError, InvalidInputError, InvalidStateError
 from compliance.audit import audit_record
 
 from ..models import (
@@ -178,7 +178,7 @@ def pipeline_resume_unfinished(
     task waits in the broker until its visibility timeout, an hour on Redis) are dispatched again, and a run whose
     last chunk finished without running the finish (its process died in between) is finished. The nightly task
     calls it, so an interrupted night is completed by the next one at the latest. A run being resumed by another
-    process right now is skipped."""
+    process right now is skipped, and no refusal stops the others (or the night's own run)."""
     say = progress or (lambda message: logger.info("%s", message))
     resumed = []
     dates = PipelineRun.objects.filter(
@@ -188,8 +188,8 @@ def pipeline_resume_unfinished(
         say(f"pipeline {book} {market_date}: unfinished, resumed")
         try:
             resumed.append(pipeline_run(market_date=market_date, book=book, dispatch=dispatch, progress=progress))
-        except PipelineBusyError as exc:
-            say(str(exc))
+        except DomainError as exc:  # busy (another process resumes it), or its prices are gone (recorded FAILED)
+            say(f"pipeline {book} {market_date}: not resumed: {exc}")
     return resumed
 
 

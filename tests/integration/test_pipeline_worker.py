@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -76,9 +77,9 @@ class Workers:
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "advisor.settings",
-            "DATABASE_URL": (
-                f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
-                f"/{db['NAME']}"  # the test database
+            "DATABASE_URL": (  # the test database
+                f"postgres://{quote(db['USER'], safe='')}:{quote(db['PASSWORD'] or '', safe='')}"
+                f"@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{quote(db['NAME'], safe='')}"
             ),
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
             "ADVISOR_ESTIMATION_YEARS": str(settings.ADVISOR["ESTIMATION_YEARS"]),

@@ -4,7 +4,7 @@ a finishing chunk, the next night resuming an unfinished run, approved execution
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import date, timedelta
 
 import psycopg
 import pytest
@@ -179,10 +179,14 @@ def test_the_next_night_resumes_a_run_a_dead_worker_left_unfinished(funded_alice
     # dispatch, an on-commit callback, never happens).
     run = pipeline_run(market_date=market_date, dispatch="celery")
     assert run.status == RunStatus.RUNNING and run.chunks.filter(status=ChunkStatus.PENDING).exists()
+    # An older unfinished run on a day without prices (refused when resumed) does not stop the others.
+    sunday = PipelineRun.objects.create(market_date=date(2026, 7, 26), status=RunStatus.RUNNING, stage="accounts")
     # when: the next night (a later date) first resumes what is left of earlier ones
     resumed = pipeline_resume_unfinished(before=market_date + timedelta(days=1), dispatch="inline")
     # then
     assert [r.pk for r in resumed] == [run.pk]
+    sunday.refresh_from_db()
+    assert sunday.status == RunStatus.FAILED and "No prices on 2026-07-26" in sunday.error
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED
     assert Recommendation.objects.filter(pipeline_run=run).count() == 1
