@@ -9,7 +9,8 @@ from celery import shared_task
 from django.db import OperationalError
 
 from .models import LIVE_BOOK
-from .services.pipeline import PipelineBusyError, pipeline_chunk_fail, pipeline_run
+from .selectors import market_date_latest
+from .services.pipeline import PipelineBusyError, pipeline_chunk_fail, pipeline_resume_unfinished, pipeline_run
 from .services.recommendations import recommendation_execute
 
 # Only a lost database connection is worth retrying; anything else is recorded and surfaced.
@@ -26,24 +27,30 @@ CHUNK_MAX_RETRIES = 5
 
 @shared_task(name="portfolios.tasks.nightly_pipeline", **RETRY)
 def nightly_pipeline(market_date: str | None = None, book: str = LIVE_BOOK) -> dict[str, object]:
-    """Beat's entry point: prepare the run here, fan its chunks out to the workers."""
+    """Beat's entry point: resume earlier runs an interruption left unfinished (their pending chunks go to the
+    workers again), then prepare the date's run here and fan its chunks out to the workers."""
+    day = date.fromisoformat(market_date) if market_date else market_date_latest()
+    resumed = [r.pk for r in pipeline_resume_unfinished(book=book, before=day)] if day else []
     try:
-        run = pipeline_run(
-            market_date=date.fromisoformat(market_date) if market_date else None, book=book, dispatch="celery"
-        )
+        run = pipeline_run(market_date=day, book=book, dispatch="celery")
     except PipelineBusyError as exc:
-        return {"skipped": str(exc)}
-    return {"pipeline_run": run.pk, "status": run.status, "chunks": run.chunks_total}
+        return {"skipped": str(exc), "resumed": resumed}
+    return {"pipeline_run": run.pk, "status": run.status, "chunks": run.chunks_total, "resumed": resumed}
 
 
 @shared_task(name="portfolios.tasks.pipeline_chunk", bind=True, acks_late=True, max_retries=CHUNK_MAX_RETRIES)
 def pipeline_chunk(self: Any, chunk_id: int) -> dict[str, object]:
     """One chunk of a pipeline run. A lost connection is retried with backoff; after the last retry, or on any
     other error, the chunk is recorded as failed (with the error) and counted, never silently skipped."""
+    from .models import PipelineChunk
     from .services.pipeline_chunk import pipeline_chunk_process
 
     try:
         chunk = pipeline_chunk_process(chunk_id=chunk_id)
+    except PipelineChunk.DoesNotExist:
+        # A late delivery (the broker re-delivers an unacknowledged task after its visibility timeout) of a chunk
+        # whose run was prepared again since, with new chunks: nothing to do.
+        return {"chunk": chunk_id, "status": "gone"}
     except OperationalError as exc:
         if self.request.retries < CHUNK_MAX_RETRIES:
             raise self.retry(exc=exc, countdown=min(300, 5 * 2**self.request.retries)) from exc

@@ -35,7 +35,7 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Max
 from django.utils import timezone
 
-from advisor.errors import InvalidInputError, InvalidStateError
+from advisor.errors import DomainError, InvalidInputError, InvalidStateError
 from compliance.audit import audit_record
 
 from ..models import (
@@ -56,8 +56,13 @@ logger = logging.getLogger(__name__)
 PIPELINE_LOCK_KEY = 0x504950454C494E45  # "PIPELINE"
 # An account with one of these waits for the advisor (or the broker) before it gets another.
 OPEN_STATUSES = (RecommendationStatus.PENDING, RecommendationStatus.BLOCKED, RecommendationStatus.APPROVED)
-# A run still preparing after this long is taken to have crashed and may be claimed again.
+# A run still preparing after this long is taken to have crashed and may be claimed again (SQLite; on Postgres the
+# advisory lock proves whether its preparer is alive, so a crashed prepare is reclaimed at once).
 STALE_AFTER = timedelta(hours=2)
+# An approved recommendation still not executed this long after its approval lost its execution task: the next
+# pipeline finish queues it again (a younger one is most likely still in the queue or executing).
+REQUEUE_AFTER = timedelta(minutes=10)
+REQUEUE_LIMIT = 10_000  # per finish; any others are queued by the next one
 STALE_PRICE_DAYS = 7  # a held fund whose latest close is older than this fails its accounts, named
 PRICE_JUMP_WARNING = 0.25  # a one-day move larger than this is reported (not refused: markets do move)
 
@@ -75,11 +80,12 @@ def _lock_key(book: str, market_date: date) -> int:
 
 
 @contextmanager
-def _exclusive(book: str, market_date: date) -> Iterator[None]:
-    """One prepare per book and date at a time, across processes and hosts (a Postgres advisory lock)."""
+def _exclusive(book: str, market_date: date) -> Iterator[bool]:
+    """One prepare per book and date at a time, across processes and hosts (a Postgres advisory lock). Yields
+    whether the lock is held: then no other process is preparing this run, whatever its row says."""
     if connection.vendor != "postgresql":
         # SQLite is the single-machine demo: its IMMEDIATE transactions serialize writers.
-        yield
+        yield False
         return
     key = [PIPELINE_LOCK_KEY >> 32, _lock_key(book, market_date)]
     with connection.cursor() as cursor:
@@ -87,15 +93,19 @@ def _exclusive(book: str, market_date: date) -> Iterator[None]:
         if not cursor.fetchone()[0]:
             raise PipelineBusyError(f"A pipeline for {book} {market_date} is already running.")
     try:
-        yield
+        yield True
     finally:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_unlock(%s, %s)", key)
 
 
-def _claim(book: str, market_date: date, *, rerun: bool) -> tuple[PipelineRun, str]:
+def _claim(book: str, market_date: date, *, rerun: bool, locked: bool) -> tuple[PipelineRun, str]:
     """The run row for the date and what this process does with it: ``prepare`` (it owns a new or re-claimed
-    run), ``resume`` (the run is past its prepare stage: dispatch its unfinished chunks) or ``done``."""
+    run), ``resume`` (the run is past its prepare stage: dispatch its unfinished chunks) or ``done``.
+
+    ``locked``: this process holds the date's advisory lock, which a preparing process holds until it is done, so
+    a run still marked as preparing was left so by a process that died: it is reclaimed at once. Without the lock
+    (SQLite) only a run preparing for longer than ``STALE_AFTER`` is taken to have crashed."""
     run, created = PipelineRun.objects.get_or_create(book=book, market_date=market_date)
     if created:
         return run, "prepare"
@@ -103,7 +113,7 @@ def _claim(book: str, market_date: date, *, rerun: bool) -> tuple[PipelineRun, s
         return run, "done"
     if run.status == RunStatus.RUNNING and run.stage == "accounts":
         return run, "resume"
-    if run.status == RunStatus.RUNNING and run.started_at > timezone.now() - STALE_AFTER:
+    if run.status == RunStatus.RUNNING and not locked and run.started_at > timezone.now() - STALE_AFTER:
         raise PipelineBusyError(f"A pipeline for {book} {market_date} is already running (started {run.started_at}).")
     claimed = PipelineRun.objects.filter(pk=run.pk, status=run.status, started_at=run.started_at).update(
         status=RunStatus.RUNNING, started_at=timezone.now(), error="", stage="prepare", finished_at=None
@@ -142,8 +152,8 @@ def pipeline_run(
             )
         raise InvalidInputError(message, fields={"date": "Choose a date with prices (the latest is the default)."})
     say = progress or (lambda message: logger.info("%s", message))
-    with _exclusive(book, market_date):
-        run, action = _claim(book, market_date, rerun=rerun)
+    with _exclusive(book, market_date) as locked:
+        run, action = _claim(book, market_date, rerun=rerun, locked=locked)
         if action == "done":
             say(f"pipeline {book} {market_date}: already succeeded (run {run.pk}); nothing to do")
             return run
@@ -159,6 +169,28 @@ def pipeline_run(
         else:
             _reopen_chunks(run)
     return _dispatch(run, dispatch=dispatch, say=say)
+
+
+def pipeline_resume_unfinished(
+    *, book: str = LIVE_BOOK, before: date, dispatch: Dispatch = "celery", progress: Progress | None = None
+) -> list[PipelineRun]:
+    """Resume the runs of ``book`` before ``before`` left in their accounts stage: chunks whose worker died (their
+    task waits in the broker until its visibility timeout, an hour on Redis) are dispatched again, and a run whose
+    last chunk finished without running the finish (its process died in between) is finished. The nightly task
+    calls it, so an interrupted night is completed by the next one at the latest. A run being resumed by another
+    process right now is skipped, and no refusal stops the others (or the night's own run)."""
+    say = progress or (lambda message: logger.info("%s", message))
+    resumed = []
+    dates = PipelineRun.objects.filter(
+        book=book, market_date__lt=before, status=RunStatus.RUNNING, stage="accounts"
+    ).values_list("market_date", flat=True)
+    for market_date in sorted(dates):
+        say(f"pipeline {book} {market_date}: unfinished, resumed")
+        try:
+            resumed.append(pipeline_run(market_date=market_date, book=book, dispatch=dispatch, progress=progress))
+        except DomainError as exc:  # busy (another process resumes it), or its prices are gone (recorded FAILED)
+            say(f"pipeline {book} {market_date}: not resumed: {exc}")
+    return resumed
 
 
 def _prepare(run: PipelineRun, *, say: Progress) -> None:
@@ -238,13 +270,17 @@ def _chunk_bounds(book: str, *, size: int) -> list[tuple[int, int, int]]:
 
 
 def _reopen_chunks(run: PipelineRun) -> None:
-    """Resuming a run: failed chunks become pending again and the latch counts only the chunks that succeeded."""
+    """Resuming a run: failed chunks become pending again and the latch counts only the chunks that succeeded.
+
+    Under the run's row lock: a chunk finishing meanwhile counts itself in the latch (an update of that row) either
+    before the recount, which then sees it succeeded, or after it, adding one to the recount; never lost or twice.
+    A run finished meanwhile (by its last chunk) is left as it is."""
     with transaction.atomic():
-        PipelineChunk.objects.filter(run=run, status=ChunkStatus.FAILED).update(status=ChunkStatus.PENDING)
-        done = PipelineChunk.objects.filter(run=run, status=ChunkStatus.SUCCEEDED).count()
-        PipelineRun.objects.filter(pk=run.pk).update(
-            status=RunStatus.RUNNING, chunks_finished=done, finished_at=None, error=""
-        )
+        locked = PipelineRun.objects.select_for_update().get(pk=run.pk)
+        if locked.status == RunStatus.RUNNING:
+            PipelineChunk.objects.filter(run=run, status=ChunkStatus.FAILED).update(status=ChunkStatus.PENDING)
+            done = PipelineChunk.objects.filter(run=run, status=ChunkStatus.SUCCEEDED).count()
+            PipelineRun.objects.filter(pk=run.pk).update(chunks_finished=done, finished_at=None, error="")
     run.refresh_from_db()
 
 
@@ -352,13 +388,20 @@ def latch_count(run_id: int) -> bool:
 
 
 def _requeue_approved(book: str) -> int:
-    """Approved recommendations whose execution task was lost get it again (execution is idempotent)."""
+    """Approved recommendations whose execution task was lost get it again (execution is idempotent): those
+    approved more than ``REQUEUE_AFTER`` ago and still not executed (a younger one's task is most likely queued or
+    running), at most ``REQUEUE_LIMIT`` per finish, oldest first. One still approved with some orders filled is
+    one whose execution stopped half-way: it is queued too, and fills the rest."""
     from ..tasks import execute_recommendation
 
     waiting = list(
-        Recommendation.objects.filter(status=RecommendationStatus.APPROVED, account__book=book).values_list(
-            "pk", flat=True
+        Recommendation.objects.filter(
+            status=RecommendationStatus.APPROVED,
+            decided_at__lt=timezone.now() - REQUEUE_AFTER,
+            account__book=book,
         )
+        .order_by("decided_at", "pk")
+        .values_list("pk", flat=True)[:REQUEUE_LIMIT]
     )
     for recommendation_id in waiting:
         transaction.on_commit(partial(execute_recommendation.delay, recommendation_id))
