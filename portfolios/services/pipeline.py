@@ -197,6 +197,7 @@ def _prepare(run: PipelineRun, *, say: Progress) -> None:
     from compliance.parameters import parameter_sets_initialize
 
     from .cashflows import recurring_deposits_run
+    from .recommendations import recommendations_expire
 
     timings: dict[str, float] = {}
     counts: Counter[str] = Counter()
@@ -214,6 +215,12 @@ def _prepare(run: PipelineRun, *, say: Progress) -> None:
     t0 = time.perf_counter()
     counts["recurring_deposits"] = recurring_deposits_run(market_date=run.market_date, book=run.book)
     timings["deposits_seconds"] = round(time.perf_counter() - t0, 4)
+
+    # Proposals sized at closes more than a week old are withdrawn before the accounts are scanned, so their
+    # accounts are proposed afresh in this run.
+    counts["recommendations_expired"] = recommendations_expire(book=run.book, market_date=run.market_date)
+    if counts["recommendations_expired"]:
+        say(f"  {counts['recommendations_expired']} recommendations expired (proposed at old prices)")
 
     t0 = time.perf_counter()
     optimization = model_portfolios_build(as_of=run.market_date)

@@ -65,3 +65,24 @@ def test_an_expired_recommendation_cannot_be_approved(proposals, carol) -> None:
 def test_other_books_are_left_alone(proposals) -> None:  # type: ignore[no-untyped-def]
     assert recommendations_expire(book="simulation", market_date=PROPOSED + timedelta(days=30)) == 0
     assert not Recommendation.objects.filter(status=RecommendationStatus.EXPIRED).exists()
+
+
+def test_the_pipeline_expires_a_stale_proposal_and_proposes_afresh(funded_alice) -> None:  # type: ignore[no-untyped-def]
+    from portfolios.models import Price
+    from portfolios.services.pipeline import pipeline_run
+
+    # given: last shipped day's proposal to invest Alice's cash, never decided
+    first = pipeline_run(market_date=date(2026, 7, 31))
+    stale = Recommendation.objects.get(pipeline_run=first)
+    # when: the pipeline runs eleven days later (every fund closing as on the last shipped day)
+    later = date(2026, 8, 11)
+    Price.objects.bulk_create(
+        Price(asset_id=p.asset_id, date=later, close=p.close) for p in Price.objects.filter(date=date(2026, 7, 31))
+    )
+    run = pipeline_run(market_date=later)
+    # then: the old one expired in the run's prepare stage, and the account has a fresh proposal in this run
+    stale.refresh_from_db()
+    assert stale.status == RecommendationStatus.EXPIRED
+    fresh = Recommendation.objects.get(pipeline_run=run)
+    assert (fresh.account_id, fresh.status) == (stale.account_id, RecommendationStatus.PENDING)
+    assert run.counts["recommendations_expired"] == 1 and run.counts["recommendations"] == 1

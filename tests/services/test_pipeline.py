@@ -345,7 +345,8 @@ def test_a_second_pipeline_for_a_date_being_prepared_elsewhere_is_refused(funded
         assert not PipelineRun.objects.exists() and not Recommendation.objects.exists()
         # the scheduled task reports it skipped rather than failing (beat starts it again the next night)
         assert nightly_pipeline.apply(args=(today.isoformat(),)).get() == {
-            "skipped": f"A pipeline for live {today} is already running."
+            "skipped": f"A pipeline for live {today} is already running.",
+            "resumed": [],
         }
         # another date, or another book, is not held up
         other_day = Price.objects.filter(date__lt=today).latest("date").date
