@@ -545,6 +545,15 @@ class Recommendation(models.Model):
             # Re-running a pipeline (or delivering its task twice) cannot duplicate.
             models.UniqueConstraint(fields=["pipeline_run", "account"], name="one_recommendation_per_run_and_account"),
         ]
+        indexes = [
+            # The open ones are few among years of decided ones: the advisor queue, the pipeline's busy accounts,
+            # the approvals to re-queue and the proposals to expire read only these.
+            models.Index(
+                fields=["status", "market_date"],
+                name="recommendation_open",
+                condition=models.Q(status__in=["pending", "blocked", "approved"]),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} #{self.pk} ({self.status})"
