@@ -1575,6 +1575,8 @@ def exact_trades(
             if pair_proceeds[j] <= ZERO:
                 continue
             quantity = min(quantity, floor_shares(pair_proceeds[j] / (price * one_plus_cost)))
+            # booked, notional and cost each round up a cent: the pair must not spend the account's own cash
+            quantity = _fit_buy(quantity, price, cost_rate, pair_proceeds[j])
         kept.append(j)
         quantities.append(quantity)
         buy_prices.append(price)

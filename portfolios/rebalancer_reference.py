@@ -798,6 +798,7 @@ def exact_trades_reference(
             if pair_proceeds[j] <= 0:
                 continue
             quantity = min(quantity, floor_shares(pair_proceeds[j] / (price * (1 + cost_rate))))
+            quantity = _fit_buy(quantity, price, cost_rate, pair_proceeds[j])
         wanted[j] = quantity
     budget = available - reserve
     need = sum((q * prices[tickers[int(plan.trade_asset[j])]] * (1 + cost_rate) for j, q in wanted.items()), ZERO)
