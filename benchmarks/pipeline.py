@@ -13,14 +13,17 @@ pipeline never reads it). Setup writes with COPY and is timed apart from the hea
 The headline is ``pipeline_run(book=..., dispatch="inline")`` for the date, in this process (one worker), end to
 end: prepare (price checks, deposits due, the model portfolios of the date), every chunk (reads, personal
 targets, the engine, exact trades, the writes: recommendations, trades, compliance findings and audit events)
-and finish. Previous runs of the benchmark's books (``bench-...``) for the date are deleted first, and with
-them the date's optimization run and personal targets when no other book uses them, so each run computes the
-date from scratch as the first run of a new market date does (audit events are never deleted: they accumulate).
-Per-stage times, accounts and rows written per second are printed with the load average (the machine is shared).
+and finish. Previous runs of the benchmark's books (``bench-...``) for the date are deleted first, and on a
+database of benchmark books only (run it on its own database) the date's optimization run and personal targets
+too, so each run computes the date from scratch as the first run of a new market date does (audit events are
+never deleted: they accumulate; rows written are counted from the run's own ids, audit events after the last one
+before the run, so nothing else should write to the database meanwhile). Per-stage times, accounts and rows
+written per second are printed with the load average and the CPU of the process and of its Postgres backend.
 
 The ceiling: the rows the run wrote (recommendations, trades, findings, audit events) are read back and written
 again with ``COPY ... FROM STDIN`` into copies of their tables (same columns, defaults, checks, indexes and
-foreign keys), in one transaction, timed to its commit; the rows per second of that COPY against the pipeline's.
+foreign keys), in one transaction timed to its commit, three times (the fastest counts); the rows per second of
+that COPY against the pipeline's.
 
     DATABASE_URL=postgres://... .venv/bin/python benchmarks/pipeline.py [--accounts N] [--profile FILE]
 """
@@ -495,9 +498,9 @@ def book_ensure(book: str, accounts: int, market_date: date) -> None:
 
 
 def previous_run_forget(market_date: date) -> None:
-    """Delete the benchmark books' runs of the date and what they wrote (audit events stay), then the date's
-    optimization run and personal targets if no other book uses them, so the timed run computes the date from
-    scratch. Only books named ``bench-...`` are touched."""
+    """Delete the benchmark books' runs of the date and what they wrote (audit events stay). On a database that
+    holds only benchmark books, delete the date's optimization run and personal targets too, so the timed run
+    computes the date from scratch; elsewhere they are the live book's and are reused (said so)."""
     for run in PipelineRun.objects.filter(book__startswith="bench-", market_date=market_date):
         with transaction.atomic():
             recommendations = Recommendation.objects.filter(pipeline_run=run)
@@ -506,14 +509,18 @@ def previous_run_forget(market_date: date) -> None:
             recommendations.delete()
             PipelineChunk.objects.filter(run=run).delete()
             run.delete()
+    shared = Account.objects.exclude(book__startswith="bench-").exists()
     for optimization in OptimizationRun.objects.filter(as_of=market_date, status=RunStatus.SUCCEEDED):
+        if shared:
+            say(f"  optimization run {optimization.pk} of {market_date} kept (other books here): targets reused")
+            continue
         try:
             with transaction.atomic():
                 PersonalTarget.objects.filter(optimization_run=optimization).delete()
                 ModelPortfolio.objects.filter(run=optimization).delete()
                 optimization.delete()
         except ProtectedError:
-            say(f"  optimization run {optimization.pk} of {market_date} is used by another book: reused")
+            say(f"  optimization run {optimization.pk} of {market_date} is in use: targets reused")
 
 
 # --- the timed run ---------------------------------------------------------------------------------------------
