@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -27,6 +27,7 @@ from django.db import OperationalError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from advisor.db import bulk_insert, reserve_ids
 from compliance.audit import PendingEvent, audit_record_many
 from compliance.models import Severity
 from compliance.rules import Proposal, TradeLine
@@ -776,28 +777,56 @@ def investor_constraints(target: PersonalTarget | None) -> tuple[str, ...]:
 
 
 def _write(data: _Chunk, proposals: list[_Proposal], *, policy_version: int, min_trade: Decimal) -> int:
-    """Recommendations, trades, findings and audit events of the chunk, in bulk; returns how many were made."""
+    """Recommendations, trades, findings and audit events of the chunk, in bulk; returns how many were made.
+
+    Recommendations and trades go through ``bulk_insert`` (COPY on Postgres): the recommendations' ids are
+    reserved first so the trades, findings and audit events can point to them without reading them back."""
     if not proposals:
         return 0
     run = data.run
     market = data.market
     asset_id_of = dict(zip(market.tickers, market.asset_ids, strict=True))
-    portfolios = {p.risk_level: p for p in ModelPortfolio.objects.filter(run_id=run.optimization_run_id)}
-    recommendations = Recommendation.objects.bulk_create(
+    portfolio_of = dict(ModelPortfolio.objects.filter(run_id=run.optimization_run_id).values_list("risk_level", "pk"))
+    recommendation_ids = reserve_ids(Recommendation, len(proposals))
+    bulk_insert(
+        Recommendation,
         [
-            Recommendation(
-                account_id=p.account.id,
-                pipeline_run=run,
-                model_portfolio=portfolios[p.account.level or 0],
-                personal_target=p.account.target,
-                withdrawal_id=p.withdrawal_id,
-                kind=p.kind,
-                status=RecommendationStatus.PENDING,
-                risk_level=p.account.level or 0,
-                market_date=run.market_date,
-                triggers=p.triggers,
-                drift=p.drift,
-                explanation=recommendation_explanation(
+            "id",
+            "account_id",
+            "pipeline_run_id",
+            "model_portfolio_id",
+            "personal_target_id",
+            "withdrawal_id",
+            "kind",
+            "status",
+            "risk_level",
+            "market_date",
+            "triggers",
+            "drift",
+            "explanation",
+            "total_value",
+            "cash_before",
+            "estimated_cost",
+            "realized_short_term",
+            "realized_long_term",
+            "harvested_loss",
+            "estimated_tax",
+        ],
+        (
+            (
+                rec_id,
+                p.account.id,
+                run.pk,
+                portfolio_of[p.account.level or 0],
+                p.account.target.pk if p.account.target else None,
+                p.withdrawal_id,
+                p.kind,
+                RecommendationStatus.PENDING.value,
+                p.account.level or 0,
+                run.market_date,
+                p.triggers,
+                p.drift,
+                recommendation_explanation(
                     level=p.account.level or 0,
                     binding=p.account.target.binding if p.account.target else [],
                     triggers=p.triggers,
@@ -807,53 +836,43 @@ def _write(data: _Chunk, proposals: list[_Proposal], *, policy_version: int, min
                     harvested_loss=p.harvested_loss,
                     estimated_tax=p.estimated_tax,
                 ),
-                total_value=p.total,
-                cash_before=p.cash,
-                estimated_cost=sum((t.cost for t in p.trades), ZERO),
-                realized_short_term=p.realized_short,
-                realized_long_term=p.realized_long,
-                harvested_loss=p.harvested_loss,
-                estimated_tax=p.estimated_tax,
+                p.total,
+                p.cash,
+                sum((t.cost for t in p.trades), ZERO),
+                p.realized_short,
+                p.realized_long,
+                p.harvested_loss,
+                p.estimated_tax,
             )
-            for p in proposals
-        ],
-        batch_size=2000,
+            for rec_id, p in zip(recommendation_ids, proposals, strict=True)
+        ),
     )
-    Trade.objects.bulk_create(
+    bulk_insert(
+        Trade,
         [
-            Trade(
-                recommendation=rec,
-                asset_id=asset_id_of[t.ticker],
-                side=t.side,
-                purpose=t.purpose,
-                quantity=t.quantity,
-                price=t.price,
-                amount=t.amount,
-                cash_effect=t.cash_effect,
-                lots=[
-                    {
-                        "lot": pick.lot_id,
-                        "quantity": str(pick.quantity),
-                        "gain": str((p.lot_gains[pick.lot_id][0] * pick.quantity).quantize(CENT)),
-                        "term": p.lot_gains[pick.lot_id][1],
-                    }
-                    for pick in t.lots
-                ],
-                estimated_gain=sum(
-                    ((p.lot_gains[pick.lot_id][0] * pick.quantity).quantize(CENT) for pick in t.lots), ZERO
-                ),
-            )
-            for rec, p in zip(recommendations, proposals, strict=True)
-            for t in p.trades
+            "recommendation_id",
+            "asset_id",
+            "side",
+            "purpose",
+            "quantity",
+            "price",
+            "amount",
+            "cash_effect",
+            "lots",
+            "estimated_gain",
         ],
-        batch_size=5000,
+        (
+            row
+            for rec_id, p in zip(recommendation_ids, proposals, strict=True)
+            for row in _trade_rows(rec_id, p, asset_id_of)
+        ),
     )
     data.audit.extend(
         [
             PendingEvent(
                 action="recommendation.created",
                 object_type="portfolios.recommendation",
-                object_id=rec.pk,
+                object_id=rec_id,
                 subject_id=p.account.owner_id,
                 payload={
                     "account_id": p.account.id,
@@ -876,13 +895,13 @@ def _write(data: _Chunk, proposals: list[_Proposal], *, policy_version: int, min
                     ],
                 },
             )
-            for rec, p in zip(recommendations, proposals, strict=True)
+            for rec_id, p in zip(recommendation_ids, proposals, strict=True)
         ]
     )
     results = recommendations_check_many(
         [
             CheckItem(
-                recommendation_id=rec.pk,
+                recommendation_id=rec_id,
                 subject_id=p.account.owner_id,
                 proposal=Proposal(
                     risk_level=p.account.level or 0,
@@ -895,7 +914,7 @@ def _write(data: _Chunk, proposals: list[_Proposal], *, policy_version: int, min
                     investor_constraints=investor_constraints(p.account.target),
                 ),
             )
-            for rec, p in zip(recommendations, proposals, strict=True)
+            for rec_id, p in zip(recommendation_ids, proposals, strict=True)
         ],
         min_trade=min_trade,
         audit_events=data.audit,
@@ -909,4 +928,30 @@ def _write(data: _Chunk, proposals: list[_Proposal], *, policy_version: int, min
         counts[f"recommendations_{p.kind}"] += 1
         if p.harvested_loss > 0:
             counts["harvests"] += 1
-    return len(recommendations)
+    return len(recommendation_ids)
+
+
+def _trade_rows(recommendation_id: int, p: _Proposal, asset_id_of: Mapping[str, int]) -> Iterator[tuple[Any, ...]]:
+    """The trades of one recommendation as ``bulk_insert`` rows, each with its lot picks and their gains."""
+    for t in p.trades:
+        gains = [(p.lot_gains[pick.lot_id][0] * pick.quantity).quantize(CENT) for pick in t.lots]
+        yield (
+            recommendation_id,
+            asset_id_of[t.ticker],
+            t.side,
+            t.purpose,
+            t.quantity,
+            t.price,
+            t.amount,
+            t.cash_effect,
+            [
+                {
+                    "lot": pick.lot_id,
+                    "quantity": str(pick.quantity),
+                    "gain": str(gain),
+                    "term": p.lot_gains[pick.lot_id][1],
+                }
+                for pick, gain in zip(t.lots, gains, strict=True)
+            ],
+            sum(gains, ZERO),
+        )
