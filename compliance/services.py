@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from advisor.db import bulk_insert
 from advisor.errors import InvalidInputError, InvalidStateError, NotAllowedError
 from advisor.models import Role
 from portfolios.universe import ASSETS
@@ -78,19 +79,16 @@ def recommendations_check_many(
     listed = restricted_tickers() if restricted is None else restricted
     results = {item.recommendation_id: run_rules(replace(item.proposal, restricted=listed), rules) for item in items}
     with transaction.atomic():
-        Finding.objects.bulk_create(
-            [
-                Finding(
-                    recommendation_id=item.recommendation_id,
-                    rule_code=r.rule_code,
-                    severity=r.severity,
-                    message=r.message,
-                    details=r.details,
-                )
+        # COPY on Postgres: bulk_create quotes every message and JSON detail into arrays client-side, which was
+        # the larger part of the pipeline's write stage (docs/performance.md).
+        bulk_insert(
+            Finding,
+            ["recommendation_id", "rule_code", "severity", "message", "details"],
+            (
+                (item.recommendation_id, r.rule_code, r.severity, r.message, r.details)
                 for item in items
                 for r in results[item.recommendation_id]
-            ],
-            batch_size=5000,
+            ),
         )
         events = [
             PendingEvent(

@@ -48,7 +48,8 @@ def eager_celery():  # type: ignore[no-untyped-def]
 
 
 def cash(account_id: int) -> Decimal:
-    return CashMovement.objects.filter(account_id=account_id).aggregate(total=Sum("amount"))["total"]
+    # Summed in Python: SQLite sums NUMERIC through floats (the product's selectors round back to cents).
+    return sum(CashMovement.objects.filter(account_id=account_id).values_list("amount", flat=True), Decimal(0))
 
 
 def test_pipeline_builds_model_portfolios_and_proposes_investing_new_cash(funded_alice) -> None:  # type: ignore[no-untyped-def]
