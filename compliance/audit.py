@@ -105,7 +105,8 @@ def audit_record_many(events: Sequence[PendingEvent]) -> int:
 
     The same chain as ``audit_record`` makes one event at a time: the lock is taken once, the predecessor read
     once, each event hashed onto the previous one in order, and the rows inserted in that order by one
-    ``bulk_insert`` (COPY on Postgres; ids follow insertion order under the lock). Must run inside the transaction of the changes.
+    ``bulk_insert`` (COPY on Postgres; ids follow insertion order under the lock). Must run inside the
+    transaction of the changes.
     """
     if not events:
         return 0
