@@ -41,7 +41,7 @@ def test_pending_and_blocked_recommendations_expire_after_the_maximum_age_and_ar
     statuses = dict(Recommendation.objects.values_list("pk", "status"))
     assert statuses[pending.pk] == statuses[blocked.pk] == RecommendationStatus.EXPIRED
     assert statuses[approved.pk] == RecommendationStatus.APPROVED  # the broker's now
-    events = AuditEvent.objects.filter(action="recommendation.expired").order_by("object_id")
+    events = AuditEvent.objects.filter(action="recommendation.expired").order_by("id")
     assert [(e.object_id, e.payload["old_status"], e.subject_id) for e in events] == [
         (str(pending.pk), "pending", pending.account.owner_id),
         (str(blocked.pk), "blocked", pending.account.owner_id),
