@@ -1,0 +1,119 @@
+"""Engine behaviour the ledger state machine (tests/services/test_ledger_state_machine.py) found at odds with
+what the engine promises, reduced to one account each. Pure: numpy arrays in, a plan and exact trades out.
+
+Universe: VTI (us, substitute ITOT), ITOT (us), AGG (bonds, substitute BND), BND (bonds); target 60% us (buy
+VTI), 40% bonds (buy AGG); the default policy (bands 5% absolute / 25% relative, rebalance half-way into the
+band, $50 minimum trade, 0.05% trading cost).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import numpy as np
+import pytest
+
+from portfolios.rebalancer import (
+    BUY,
+    SELL,
+    TRIGGER_DRIFT,
+    BookArrays,
+    EnginePolicy,
+    TargetArrays,
+    UniverseArrays,
+    exact_trades,
+    rebalance_plan,
+)
+
+TODAY = 739_000
+VTI, ITOT, AGG, BND = range(4)
+TICKERS = ["VTI", "ITOT", "AGG", "BND"]
+POLICY = EnginePolicy()
+COST_RATE = Decimal("0.0005")
+MIN_TRADE = Decimal("50")
+
+
+def plan_one(prices: list[float], lots: list[tuple[int, float, float]], cash: float, *, taxable: bool = True):  # type: ignore[no-untyped-def]
+    """The plan for one account holding ``lots`` of (fund, quantity, basis per share), all long-term."""
+    universe = UniverseArrays(
+        tickers=TICKERS,
+        asset_class=np.array([0, 0, 1, 1]),
+        class_codes=["us", "bonds"],
+        wash_group=np.arange(4),
+        substitute=np.array([ITOT, -1, BND, -1]),
+        price=np.array(prices),
+    )
+    targets = TargetArrays(
+        weights=np.array([[0.6, 0.4]]), buy_asset=np.array([[VTI, AGG]]), allowed=np.ones((1, 4), dtype=np.bool_)
+    )
+    lots = sorted(lots)
+    book = BookArrays(
+        account_id=np.array([1]),
+        owner=np.array([1]),
+        taxable=np.array([taxable]),
+        lot_method=np.array([0], dtype=np.int8),
+        short_rate=np.array([0.24 if taxable else 0.0]),
+        long_rate=np.array([0.15 if taxable else 0.0]),
+        cash=np.array([cash]),
+        withdrawal=np.array([0.0]),
+        target=np.array([0]),
+        lot_account=np.zeros(len(lots), dtype=np.int64),
+        lot_id=np.arange(1, len(lots) + 1),
+        lot_asset=np.array([fund for fund, _, _ in lots], dtype=np.int64),
+        lot_quantity=np.array([q for _, q, _ in lots]),
+        lot_basis=np.array([b for _, _, b in lots]),
+        lot_acquired=np.full(len(lots), TODAY - 800),
+        lot_long_from=np.full(len(lots), TODAY - 400),
+        loss_sold=np.array([], dtype=np.int64),
+        recent_buys=np.array([], dtype=np.int64),
+    )
+    return rebalance_plan(universe, targets, book, POLICY, TODAY)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine bug: a class out of its band by at least min_trade dollars is left out of band when the "
+    "trade to the rebalance point (t +- rebalance_to x band) is under min_trade, although a min_trade trade "
+    "(which never crosses the target) would bring it inside the band; the account drifts every night, "
+    "trading nothing",
+)
+def test_a_class_out_of_band_is_brought_inside_it_when_a_minimum_trade_would_do() -> None:
+    # given: $1,000, us at 65.5% (6.55 VTI at $100), bonds at 34.5% (3.45 AGG at $100), no cash: both classes
+    # are 5.5 points off target, beyond the 5-point band, by $55 >= the $50 minimum trade; the rebalance point
+    # (62.5% / 37.5%) is $30 away, under the minimum
+    plan = plan_one([100.0] * 4, [(VTI, 6.55, 90.0), (AGG, 3.45, 90.0)], 0.0)
+    assert plan.trigger[0] & TRIGGER_DRIFT
+    # then: selling $50 of VTI and buying AGG would leave 60.5% / 39.5%: inside the band. The engine trades
+    trades = [(int(plan.trade_side[j]), int(plan.trade_asset[j])) for j in plan.account_trades(0)]
+    assert (SELL, VTI) in trades and (BUY, AGG) in trades
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="exact_trades bug: a harvest's substitute buy is sized as floor(proceeds / (price x (1 + cost))) "
+    "but booked with the notional and the cost each rounded up to the cent, so it spends a cent more than the "
+    "harvest sale brought in (its docstring: 'A pair's buy spends no more than its kept sells brought in')",
+)
+def test_a_substitute_buy_spends_no_more_than_the_harvest_raised() -> None:
+    # given: a lot of 50 VTI bought at $100, now at $66.67 (a $1,666.50 loss: harvested), ITOT at $33.33, 22.22
+    # AGG at $100 (the account is in band: the pair is its only trade) and $100 of cash the pair must not use
+    prices = {"VTI": Decimal("66.67"), "ITOT": Decimal("33.33"), "AGG": Decimal("100"), "BND": Decimal("100")}
+    plan = plan_one([float(p) for p in prices.values()], [(VTI, 50.0, 100.0), (AGG, 22.22, 100.0)], 100.0)
+    trades = exact_trades(
+        plan,
+        0,
+        tickers=TICKERS,
+        lots={1: Decimal("50"), 2: Decimal("22.22")},
+        holdings={"VTI": Decimal("50"), "AGG": Decimal("22.22")},
+        cash=Decimal("100.00"),
+        prices=prices,
+        cost_rate=COST_RATE,
+        min_trade=MIN_TRADE,
+    )
+    harvest = [t for t in trades if t.purpose == "harvest"]
+    substitute = [t for t in trades if t.purpose == "substitute"]
+    assert [(t.side, t.ticker) for t in trades] == [("sell", "VTI"), ("buy", "ITOT")]
+    raised = harvest[0].amount - harvest[0].cost  # 3,333.50 - 1.67 = 3,331.83
+    # then: the substitute's notional plus its cost is at most what the sale raised (it is 99.914939 ITOT:
+    # 3,330.17 + 1.67 = 3,331.84, a cent of the account's own cash)
+    assert substitute[0].amount + substitute[0].cost <= raised
