@@ -135,3 +135,19 @@ def test_a_class_sell_above_the_minimum_is_not_lost_by_splitting_it_across_funds
     # then: the $67 the engine sells to reach 62.5% (ITOT $44 whole, then $23 of VTI) is sold, and AGG bought
     trades = [(int(plan.trade_side[j]), int(plan.trade_asset[j])) for j in plan.account_trades(0)]
     assert any(side == SELL for side, _ in trades) and (BUY, AGG) in trades
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine bug: rule 8 judges the bands after rule 7's cash flows, but a flow under min_trade is "
+    "dropped later (rule 10): a class the dropped flow would have brought in band stays out of it, the plan "
+    "in band and without trades",
+)
+def test_a_class_the_cash_flow_would_fix_is_not_left_out_of_band_when_the_flow_is_dropped() -> None:
+    # given: an IRA worth $7,794: us at 64.8% ($5,049 of VTI), bonds at 34.9% ($2,721 of AGG: 5.1 points under
+    # target, $396, beyond the 5-point band), $24 of cash, which rule 7 spends on bonds, bringing them to 35.2%
+    plan = plan_one([100.0] * 4, [(VTI, 50.49, 100.0), (AGG, 27.21, 100.0)], 24.0, taxable=False)
+    assert plan.trigger[0] & TRIGGER_DRIFT
+    # then: the plan trades (the $24 buy is dropped under the minimum; selling VTI would pay for bonds)
+    trades = [(int(plan.trade_side[j]), int(plan.trade_asset[j])) for j in plan.account_trades(0)]
+    assert (BUY, AGG) in trades
