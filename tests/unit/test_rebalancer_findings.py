@@ -33,7 +33,14 @@ COST_RATE = Decimal("0.0005")
 MIN_TRADE = Decimal("50")
 
 
-def plan_one(prices: list[float], lots: list[tuple[int, float, float]], cash: float, *, taxable: bool = True):  # type: ignore[no-untyped-def]
+def plan_one(  # type: ignore[no-untyped-def]
+    prices: list[float],
+    lots: list[tuple[int, float, float]],
+    cash: float,
+    *,
+    taxable: bool = True,
+    withdrawal: float = 0.0,
+):
     """The plan for one account holding ``lots`` of (fund, quantity, basis per share), all long-term."""
     universe = UniverseArrays(
         tickers=TICKERS,
@@ -55,7 +62,7 @@ def plan_one(prices: list[float], lots: list[tuple[int, float, float]], cash: fl
         short_rate=np.array([0.24 if taxable else 0.0]),
         long_rate=np.array([0.15 if taxable else 0.0]),
         cash=np.array([cash]),
-        withdrawal=np.array([0.0]),
+        withdrawal=np.array([withdrawal]),
         target=np.array([0]),
         lot_account=np.zeros(len(lots), dtype=np.int64),
         lot_id=np.arange(1, len(lots) + 1),
@@ -151,3 +158,20 @@ def test_a_class_the_cash_flow_would_fix_is_not_left_out_of_band_when_the_flow_i
     # then: the plan trades (the $24 buy is dropped under the minimum; selling VTI would pay for bonds)
     trades = [(int(plan.trade_side[j]), int(plan.trade_asset[j])) for j in plan.account_trades(0)]
     assert (BUY, AGG) in trades
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine bug: a switch back is planned while a withdrawal is pending; its sell and buy net to nothing, "
+    "and the fund it buys is then not sellable (rule 7), so the plan raises less than the withdrawal although "
+    "the account holds enough (at the boundary the reserve then drops the switch-back buy: the withdrawal waits "
+    "a night and the proceeds of the switch back sit idle)",
+)
+def test_a_pending_withdrawal_is_raised_in_full_when_the_account_holds_enough() -> None:
+    # given: an IRA holding $10,000 of VTI, $8,000 of ITOT (VTI's substitute, held long: a switch back) and
+    # $28,000 of AGG, no cash, and $36,000 to withdraw
+    lots = [(VTI, 100.0, 100.0), (ITOT, 80.0, 100.0), (AGG, 280.0, 100.0)]
+    plan = plan_one([100.0] * 4, lots, 0.0, taxable=False, withdrawal=36000.0)
+    # then: the sells less the buys raise the $36,000
+    raised = sum(-float(plan.trade_side[j]) * float(plan.trade_amount[j]) for j in plan.account_trades(0))
+    assert raised >= 36000.0
