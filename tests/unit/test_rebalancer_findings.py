@@ -1,5 +1,6 @@
 """Engine behaviour the ledger state machine (tests/services/test_ledger_state_machine.py) found at odds with
 what the engine promises, reduced to one account each. Pure: numpy arrays in, a plan and exact trades out.
+The strict xfails are open (docs/tax.md lists them); the others were fixed and stay as regression tests.
 
 Universe: VTI (us, substitute ITOT), ITOT (us), AGG (bonds, substitute BND), BND (bonds); target 60% us (buy
 VTI), 40% bonds (buy AGG); the default policy (bands 5% absolute / 25% relative, rebalance half-way into the
@@ -95,12 +96,6 @@ def test_a_class_out_of_band_is_brought_inside_it_when_a_minimum_trade_would_do(
     assert (SELL, VTI) in trades and (BUY, AGG) in trades
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="exact_trades bug: a harvest's substitute buy is sized as floor(proceeds / (price x (1 + cost))) "
-    "but booked with the notional and the cost each rounded up to the cent, so it spends a cent more than the "
-    "harvest sale brought in (its docstring: 'A pair's buy spends no more than its kept sells brought in')",
-)
 def test_a_substitute_buy_spends_no_more_than_the_harvest_raised() -> None:
     # given: a lot of 50 VTI bought at $100, now at $66.67 (a $1,666.50 loss: harvested), ITOT at $33.33, 22.22
     # AGG at $100 (the account is in band: the pair is its only trade) and $100 of cash the pair must not use
