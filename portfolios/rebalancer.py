@@ -74,14 +74,19 @@ The rules (the reference implements them identically)
    no purchase of a blocked group survives and loss sales never grow after B2 is taken: no iteration.
 7. *Cash flows* (only with ``DRIFT``, ``CASH`` or ``WITHDRAWAL``). V' = V - withdrawal. If ``DRIFT`` or
    ``CASH`` and C = cash - withdrawal > 0: spend C / (1 + cost_rate) filling the shortfalls max(t V' - value,
-   0) of the buyable classes in proportion, and any remainder in proportion to their targets. If
+   0) of the buyable classes in proportion, and any remainder in proportion to their targets; a class's
+   cash buy under min_trade is not made (step 10 would drop it), its cash stays for step 8. If
    ``WITHDRAWAL``: raise G = (withdrawal - cash + CASH_MARGIN) / (1 - cost_rate) gross from the classes in
    excess of t V', in proportion to the excess (capped at each class's sellable value), any shortfall from the
    remaining sellable value in proportion. Sellable lots: not harvested, not switched back, not of a fund
    bought in this plan.
 8. *Sell-to-rebalance* on the state after the flows (values x, cash c2, value V2), if a class is still out of
    band. With k = rebalance_to: sell each class above its band (and not bought in step 7) down to t + k b;
-   buy each buyable class below its band (and not sold in step 7) up to t - k b. If the proceeds plus max(c2,
+   buy each buyable class below its band (and not sold in step 7) up to t - k b; a trade under the rebalance
+   minimum m = (min_trade + CASH_MARGIN) (1 + cost_rate) / (1 - cost_rate) (``rebalance_minimum``: a sell of
+   m pays for a buy that clears min_trade after both costs and the roundings) is raised to m, but never past
+   the target (at most |x - t V2|: the class is out of band by at least min_trade, so its trade clears
+   min_trade; it ends between the rebalance point and the target, inside the band). If the proceeds plus max(c2,
    0) do not pay for the buys and their costs, sell more from the classes above their target in proportion to
    their excess (down to t at most), then from any class above t - k b in proportion to the room (down to
    t - k b at most), never buying and selling one class; then scale the buys to the cash.
@@ -90,8 +95,9 @@ The rules (the reference implements them identically)
    V2 is sum_{not U} (x - (t - k b) V2) + c2 = V2 - sum_U x - sum_{not U} (t - k b) V2 >= sum_U ((t - k b)
    V2 - x) (the targets sum to 1 and k b >= 0), which is what the buys need: so the buys are never scaled when
    the costs (cost_rate x turnover, plus flooring) fit in the unused slack. Then every sold class ends in
-   [t - k b, t + k b] (step 1 sells to t + k b, the extra sells stop at t or t - k b), every bought class at
-   t - k b, and the untouched classes were in band: all inside [t - b, t + b] since k <= 1.
+   [t - k b, t + k b] (step 1 sells to t + k b or, raised to the minimum, between it and t; the extra sells
+   stop at t or t - k b), every bought class between t - k b and t, and the untouched classes were in band:
+   all inside [t - b, t + b] since k <= 1.
 9. *Short-term gains* (taxable). If the step-8 sells would realize a net short-term gain above
    short_term_gain_limit and no class is beyond hard_band_multiple x its band, step 8 is planned again
    without short-term gain lots (``SHORT_TERM_REDUCED``); if a buyable class would then stay out of band,
@@ -213,6 +219,12 @@ SHARE_STEP = 1e-6
 # A withdrawal raises this much more than it needs: the exact boundary floors each sell's notional to the cent
 # and rounds its cost up, and the quantities down to the share step.
 CASH_MARGIN = 1.0
+
+
+def rebalance_minimum(policy: EnginePolicy) -> float:
+    """Rule 8's smallest class trade: a sell of it pays, after both trades' costs, for a buy of min_trade plus
+    CASH_MARGIN (which absorbs the flooring to the share step and the boundary's cent rounding)."""
+    return (policy.min_trade + CASH_MARGIN) * (1 + policy.cost_rate) / (1 - policy.cost_rate)
 
 
 def floor_step(quantity: float) -> float:
@@ -1019,11 +1031,12 @@ class _Engine:
     ) -> tuple[FloatArray, FloatArray, BoolArray]:
         p = self.policy
         cr, rk = p.cost_rate, p.rebalance_to
+        mr = rebalance_minimum(p)
         hi = out & (d2 > 0) & (buy6 == 0)
         lo = out & (d2 < 0) & buyable & (sell6 == 0)
         nobuy = np.any(out & (d2 < 0) & ~buyable, axis=1)
-        sell7 = np.where(hi, np.minimum(x - (t + rk * b) * V2s, sr), 0.0)
-        need = np.where(lo, (t - rk * b) * V2s - x, 0.0)
+        sell7 = np.where(hi, np.minimum(np.maximum(x - (t + rk * b) * V2s, np.minimum(mr, x - t * V2s)), sr), 0.0)
+        need = np.where(lo, np.maximum((t - rk * b) * V2s - x, np.minimum(mr, t * V2s - x)), 0.0)
         SN = _seqsum(need)
         cash_left = np.maximum(c2, 0.0)
         avail = cash_left + _seqsum(sell7) * (1 - cr)
@@ -1103,6 +1116,8 @@ class _Engine:
             TBs = np.where(TB > 0, TB, 1.0)
             spread = np.where(buyable[inv], short + rem[:, None] * (t[inv] / TBs[:, None]), 0.0)
             buy6[inv] = np.where(filled[:, None], short * ratio[:, None], np.where((TB > 0)[:, None], spread, short))
+            # A cash buy under the minimum is not made (rule 10 would drop it): the cash stays for rule 8.
+            buy6 = np.where(buy6 < mt, 0.0, buy6)
         wd = np.flatnonzero(w > c)
         if len(wd):
             G = ((w[wd] - c[wd]) + CASH_MARGIN) / (1 - cr)

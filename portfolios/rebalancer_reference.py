@@ -60,6 +60,7 @@ from .rebalancer import (
     _fit_buy,
     _shares,
     floor_step,
+    rebalance_minimum,
     validate_inputs,
 )
 
@@ -416,6 +417,8 @@ class _Reference:
                 rem = spend - S
                 TB = _seqsum([t[k] if buyable[k] else 0.0 for k in range(K)])
                 buy6 = [short[k] + rem * (t[k] / TB) if buyable[k] else 0.0 for k in range(K)] if TB > 0 else short
+            # A cash buy under the minimum is not made (rule 10 would drop it): the cash stays for rule 8.
+            buy6 = [0.0 if buy6[k] < mt else buy6[k] for k in range(K)]
         # Rule 7: a withdrawal sells the classes over their post-withdrawal target, in proportion.
         if w > c:
             G = ((w - c) + CASH_MARGIN) / (1 - cr)
@@ -516,6 +519,7 @@ class _Reference:
         """Sell-to-rebalance after the cash flows: (class sells, class buys, a class lacked a buy fund, drift)."""
         policy, K, cr = self.policy, self.K, self.policy.cost_rate
         mt, rk = policy.min_trade, policy.rebalance_to
+        mr = rebalance_minimum(policy)
         zeros = [0.0] * K
         if not V2 > 0:
             return zeros, zeros, False, zeros
@@ -526,8 +530,11 @@ class _Reference:
         hi = [out[k] and d2[k] > 0 and buy6[k] == 0 for k in range(K)]
         lo = [out[k] and d2[k] < 0 and buyable[k] and sell6[k] == 0 for k in range(K)]
         nobuy = any(out[k] and d2[k] < 0 and not buyable[k] for k in range(K))
-        sell7 = [min(x[k] - (t[k] + rk * b[k]) * V2, sr[k]) if hi[k] else 0.0 for k in range(K)]
-        need = [(t[k] - rk * b[k]) * V2 - x[k] if lo[k] else 0.0 for k in range(K)]
+        sell7 = [
+            min(max(x[k] - (t[k] + rk * b[k]) * V2, min(mr, x[k] - t[k] * V2)), sr[k]) if hi[k] else 0.0
+            for k in range(K)
+        ]
+        need = [max((t[k] - rk * b[k]) * V2 - x[k], min(mr, t[k] * V2 - x[k])) if lo[k] else 0.0 for k in range(K)]
         SN = _seqsum(need)
         avail = max(c2, 0.0) + _seqsum(sell7) * (1 - cr)
         if SN * (1 + cr) > avail:

@@ -20,6 +20,7 @@ from portfolios.rebalancer import (
     TRIGGER_DRIFT,
     BookArrays,
     EnginePolicy,
+    PlannedTrade,
     TargetArrays,
     UniverseArrays,
     exact_trades,
@@ -78,13 +79,38 @@ def plan_one(  # type: ignore[no-untyped-def]
     return rebalance_plan(universe, targets, book, POLICY, TODAY)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a class out of its band by at least min_trade dollars is left out of band when the "
-    "trade to the rebalance point (t +- rebalance_to x band) is under min_trade, although a min_trade trade "
-    "(which never crosses the target) would bring it inside the band; the account drifts every night, "
-    "trading nothing",
-)
+def boundary(plan, lots: list[tuple[int, str]], cash: Decimal) -> list[PlannedTrade]:  # type: ignore[no-untyped-def]
+    """The exact trades of ``plan_one``'s account at $100 a share: lot ids 1, 2, ... in ``lots`` order."""
+    holdings: dict[str, Decimal] = {}
+    for fund, quantity in lots:
+        holdings[TICKERS[fund]] = holdings.get(TICKERS[fund], Decimal(0)) + Decimal(quantity)
+    return exact_trades(
+        plan,
+        0,
+        tickers=TICKERS,
+        lots={i: Decimal(q) for i, (_, q) in enumerate(sorted(lots), start=1)},
+        holdings=holdings,
+        cash=cash,
+        prices=dict.fromkeys(TICKERS, Decimal("100")),
+        cost_rate=COST_RATE,
+        min_trade=MIN_TRADE,
+    )
+
+
+def in_band_after(trades: list[PlannedTrade], values: dict[str, Decimal], cash: Decimal) -> bool:
+    """Whether us (VTI) and bonds (AGG) are inside their 5-point bands after ``trades`` (no other funds held)."""
+    values = dict(values)
+    for trade in trades:
+        sign = 1 if trade.side == "buy" else -1
+        values[trade.ticker] = values.get(trade.ticker, Decimal(0)) + sign * trade.amount
+        cash += trade.cash_effect
+    total = sum(values.values(), cash)
+    return all(
+        abs(values.get(ticker, Decimal(0)) / total - target) <= Decimal("0.05")
+        for ticker, target in (("VTI", Decimal("0.6")), ("AGG", Decimal("0.4")))
+    )
+
+
 def test_a_class_out_of_band_is_brought_inside_it_when_a_minimum_trade_would_do() -> None:
     # given: $1,000, us at 65.5% (6.55 VTI at $100), bonds at 34.5% (3.45 AGG at $100), no cash: both classes
     # are 5.5 points off target, beyond the 5-point band, by $55 >= the $50 minimum trade; the rebalance point
@@ -92,8 +118,14 @@ def test_a_class_out_of_band_is_brought_inside_it_when_a_minimum_trade_would_do(
     plan = plan_one([100.0] * 4, [(VTI, 6.55, 90.0), (AGG, 3.45, 90.0)], 0.0)
     assert plan.trigger[0] & TRIGGER_DRIFT
     # then: selling $50 of VTI and buying AGG would leave 60.5% / 39.5%: inside the band. The engine trades
+    # the larger of the way to the rebalance point and the rebalance minimum (never past the target) ...
     trades = [(int(plan.trade_side[j]), int(plan.trade_asset[j])) for j in plan.account_trades(0)]
     assert (SELL, VTI) in trades and (BUY, AGG) in trades
+    # ... sized so that both legs survive the exact boundary's minimum, costs and rounding, and end in band
+    exact = boundary(plan, [(VTI, "6.55"), (AGG, "3.45")], Decimal("0"))
+    assert [(t.side, t.ticker) for t in exact] == [("sell", "VTI"), ("buy", "AGG")]
+    assert all(t.amount >= MIN_TRADE for t in exact)
+    assert in_band_after(exact, {"VTI": Decimal("655"), "AGG": Decimal("345")}, Decimal("0"))
 
 
 def test_a_substitute_buy_spends_no_more_than_the_harvest_raised() -> None:
@@ -139,12 +171,6 @@ def test_a_class_sell_above_the_minimum_is_not_lost_by_splitting_it_across_funds
     assert any(side == SELL for side, _ in trades) and (BUY, AGG) in trades
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: rule 8 judges the bands after rule 7's cash flows, but a flow under min_trade is "
-    "dropped later (rule 10): a class the dropped flow would have brought in band stays out of it, the plan "
-    "in band and without trades",
-)
 def test_a_class_the_cash_flow_would_fix_is_not_left_out_of_band_when_the_flow_is_dropped() -> None:
     # given: an IRA worth $7,794: us at 64.8% ($5,049 of VTI), bonds at 34.9% ($2,721 of AGG: 5.1 points under
     # target, $396, beyond the 5-point band), $24 of cash, which rule 7 spends on bonds, bringing them to 35.2%
@@ -153,6 +179,10 @@ def test_a_class_the_cash_flow_would_fix_is_not_left_out_of_band_when_the_flow_i
     # then: the plan trades (the $24 buy is dropped under the minimum; selling VTI would pay for bonds)
     trades = [(int(plan.trade_side[j]), int(plan.trade_asset[j])) for j in plan.account_trades(0)]
     assert (BUY, AGG) in trades
+    # and at the exact boundary it sells VTI and buys AGG, which leaves both classes inside their bands
+    exact = boundary(plan, [(VTI, "50.49"), (AGG, "27.21")], Decimal("24"))
+    assert [(t.side, t.ticker) for t in exact] == [("sell", "VTI"), ("buy", "AGG")]
+    assert in_band_after(exact, {"VTI": Decimal("5049"), "AGG": Decimal("2721")}, Decimal("24"))
 
 
 @pytest.mark.xfail(
