@@ -103,9 +103,14 @@ The rules (the reference implements them identically)
    without short-term gain lots (``SHORT_TERM_REDUCED``); if a buyable class would then stay out of band,
    step 8 is dropped (``SHORT_TERM_DEFERRED``; status ``DEFERRED`` unless other trades remain).
 10. *Quantities.* Class sells walk the lots in order until the dollars are raised (the withdrawal's first,
-   then step 8's on what remains); a lot taken whole sells its exact quantity, a partial one is floored to
-   1e-6 shares; one sell trade per fund (purpose ``withdrawal`` if the withdrawal took from it, else
-   ``rebalance``), dropped under min_trade. Buys: quantity = dollars / price floored to 1e-6, dropped under
+   then step 8's on what remains). If step 8's walk of a class sells from two funds or more and one fund's
+   part (its dollars summed in walk order) is under min_trade, that class's step-8 dollars are walked again
+   over the lots of one fund only: the class's fund with the most value left after the withdrawal's walk
+   (the lowest index on a tie), if it holds at least those dollars (else the split stays); step 9 judges the
+   walk so made. Step 9's reduced walk is not so concentrated, nor the withdrawal's. A lot taken whole sells
+   its exact quantity, a partial one is floored to 1e-6 shares; one sell trade per fund (purpose
+   ``withdrawal`` if the withdrawal took from it, else ``rebalance``), dropped under min_trade (the withdrawal's
+   and step 8's parts of one fund add up first). Buys: quantity = dollars / price floored to 1e-6, dropped under
    min_trade; class buys (``cash``, or ``rebalance`` if step 8 bought the class) are scaled so they never
    spend more than cash - withdrawal + the class sells' net proceeds. Costs: cost_rate x notional per trade.
    Realized gains per lot sale; estimated tax = short gains x short_rate + long gains x long_rate.
@@ -1150,6 +1155,14 @@ class _Engine:
         sold1, whole1 = _walk(wgroup, wq * wprice, wq, wprice, sell6.ravel()[wgroup])
         remaining = wq - sold1
         sold2, whole2 = _walk(wgroup, remaining * wprice, remaining, wprice, sell7.ravel()[wgroup])
+        # A rule-8 class sell split over funds with a part under the minimum is taken from one fund instead.
+        one = self.one_fund(wgroup, wl, frow[wpos], remaining * wprice, sold2 * wprice, sell7.ravel())
+        if not np.all(one):
+            sold2, whole2 = np.zeros(len(wl)), np.zeros(len(wl), dtype=np.bool_)
+            e = np.flatnonzero(one)
+            sold2[e], whole2[e] = _walk(
+                wgroup[e], remaining[e] * wprice[e], remaining[e], wprice[e], sell7.ravel()[wgroup[e]]
+            )
         sold1_fl = np.zeros(len(fl))
         sold1_fl[wpos] = sold1
         whole1_fl = np.zeros(len(fl), dtype=np.bool_)
@@ -1252,6 +1265,36 @@ class _Engine:
         self.class_sell_count = len(kept)
         self.mark("lot walks and class sells")
         return buy6 + buy7, buy7 > 0
+
+    def one_fund(
+        self, groups: IntArray, lots: IntArray, rows: IntArray, value: FloatArray, sold: FloatArray, dollars: FloatArray
+    ) -> BoolArray:
+        """Which walked lots (in walk order; ``groups`` = flow row x K + class) rule 8's walk may take from.
+
+        A class whose walk sold from two funds or more, one of them under min_trade (each dollar figure summed
+        per fund in walk order), sells only from its fund with the most ``value`` (the lowest index on a tie),
+        if that fund holds at least the class's ``dollars``; every other class keeps all its lots.
+        """
+        A, K = self.A, self.K
+        if len(lots) == 0:
+            return np.ones(0, dtype=np.bool_)
+        assets = self.lasset[lots]
+        funds, inv = np.unique(rows * A + assets, return_inverse=True)
+        inv = inv.ravel()
+        held = _sums(inv, value, len(funds))
+        part = _sums(inv, sold, len(funds))
+        fund_group = (funds // A) * K + self.cls[funds % A]
+        parts = np.bincount(fund_group, part > 0, minlength=len(dollars))
+        small = np.bincount(fund_group, (part > 0) & (part < self.policy.min_trade), minlength=len(dollars))
+        split = (parts >= 2) & (small > 0)
+        best_first = np.lexsort((funds % A, -held, fund_group))
+        first = np.ones(len(funds), dtype=np.bool_)
+        first[1:] = fund_group[best_first][1:] != fund_group[best_first][:-1]
+        best = np.full(len(dollars), -1, dtype=np.int64)
+        best[fund_group[best_first][first]] = best_first[first]
+        best_held = np.where(best >= 0, held[np.maximum(best, 0)], 0.0)
+        concentrate = split & (best >= 0) & (best_held >= dollars)
+        return ~concentrate[groups] | (inv == best[groups])
 
     def walk_perm(self, lots: IntArray, rows: IntArray) -> IntArray:
         """The permutation that puts ``lots`` (of flow rows ``rows``) in walk order."""

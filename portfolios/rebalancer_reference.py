@@ -446,6 +446,10 @@ class _Reference:
         sold1, whole1 = self.walk(order, sell6, {m: self.lot_quantity[m] for m in order}, set(order))
         remaining = {m: self.lot_quantity[m] - sold1.get(m, 0.0) for m in order}
         sold2, whole2 = self.walk(order, sell7, remaining, set(order))
+        # A rule-8 class sell split over funds with a part under the minimum is taken from one fund instead.
+        eligible = self.one_fund(order, remaining, sold2, sell7)
+        if len(eligible) < len(order):
+            sold2, whole2 = self.walk(order, sell7, remaining, eligible)
         # Rule 9: too many short-term gains reduce the rule-8 sells, or defer them.
         if account.taxable and any(s > 0 for s in sell7):
             st_gain = 0.0
@@ -586,6 +590,33 @@ class _Reference:
             elif take > 0 and v > 0:
                 sold[m] = take / price
         return sold, whole
+
+    def one_fund(
+        self, order: list[int], remaining: dict[int, float], sold: dict[int, float], dollars: list[float]
+    ) -> set[int]:
+        """The lots of ``order`` rule 8's walk may take from: a class whose walk sold from two funds or more, one
+        of them under min_trade, only those of its fund with the most value left (the lowest index on a tie), if
+        that fund holds at least the class's dollars."""
+        held: dict[int, float] = {}
+        part: dict[int, float] = {}
+        for m in order:
+            asset = self.lot_asset[m]
+            price = self.price[asset]
+            held[asset] = held.get(asset, 0.0) + remaining[m] * price
+            part[asset] = part.get(asset, 0.0) + sold.get(m, 0.0) * price
+        best: dict[int, int] = {}
+        for k in range(self.K):
+            funds = sorted((a for a in held if self.asset_class[a] == k), key=lambda a: (-held[a], a))
+            parts = [a for a in funds if part[a] > 0]
+            small = any(part[a] < self.policy.min_trade for a in parts)
+            if len(parts) >= 2 and small and held[funds[0]] >= dollars[k]:
+                best[k] = funds[0]
+        return {
+            m
+            for m in order
+            if self.asset_class[self.lot_asset[m]] not in best
+            or self.lot_asset[m] == best[self.asset_class[self.lot_asset[m]]]
+        }
 
     # --- pass C: everything that buys -------------------------------------------------------------------
 
