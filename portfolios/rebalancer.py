@@ -62,7 +62,8 @@ The rules (the reference implements them identically)
 5. *Switch back.* A position in fund X, where X is the substitute of its class's buy fund B (so X is not B), B
    priced, allowed, in another group and not blocked (below), the class did not harvest in this plan, every lot
    of X acquired at least switch_back_days ago and, in a taxable account, X's total gain at most
-   switch_back_max_gain (losses are fine; IRAs regardless): sell all of X, buy B with the net proceeds (both
+   switch_back_max_gain (losses are fine; IRAs regardless), and no ``WITHDRAWAL`` (the withdrawal's walk sells X
+   like any fund instead, and the switch back waits): sell all of X, buy B with the net proceeds (both
    purpose ``switch_back``; the pair needs both sides >= min_trade).
 6. *Blocking and buy funds.* Phase 1: blocked groups B1 = ``loss_sold`` + H1 per owner. A class's buy fund is
    the target's buy fund if priced, allowed and not blocked, else its substitute if so, else none. Phase 2,
@@ -910,6 +911,7 @@ class _Engine:
         )
         sp, s_row, s_asset, s_class, prim = sp[ok], s_row[ok], s_asset[ok], s_class[ok], prim[ok]
         ok = ~blocked1[self.owner_key(s_row, prim)] & ~harvested_class[s_row * K + s_class]
+        ok &= (trigger[s_row] & TRIGGER_WITHDRAWAL) == 0  # a pending withdrawal sells the substitute instead
         sp, s_row, s_asset, s_class, prim = sp[ok], s_row[ok], s_asset[ok], s_class[ok], prim[ok]
         lengths = np.where(sp + 1 < P, pos_start[np.minimum(sp + 1, P - 1)], self.M) - pos_start[sp]
         s_lots = _segments(pos_start[sp], lengths)

@@ -343,6 +343,8 @@ class _Reference:
                 continue
             if k in harvested_classes:
                 continue
+            if account.trigger & TRIGGER_WITHDRAWAL:
+                continue  # a pending withdrawal sells the substitute instead
             lots = account.positions[asset]
             if max(self.lot_acquired[m] for m in lots) > self.today - policy.switch_back_days:
                 continue
